@@ -1,0 +1,57 @@
+# mst_distill: every target is idempotent and sets up what it needs.
+#   make run    the main job: student and MST-Distill, both targets, on the offline avmnist-lite (quick profile)
+#   make test   notebooks and library in sync, nbdev_test, pytest
+#   make lab    JupyterLab on this project
+#   make setup  the virtual environment from the pinned requirements, system packages, editable install, kernel
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup sysdeps run test sync-check lab readme clean
+
+setup: $(STAMP) sysdeps
+
+$(STAMP): requirements.txt constraints.txt setup.py settings.ini
+	@$(PY) -c "import sys; assert sys.version_info >= (3, 11, 5), 'Python >= 3.11.5 needed (pyenv python3), got ' + sys.version"
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -qq -r requirements.txt -c constraints.txt
+	$(BIN)/pip install -qq -e . --no-deps
+	$(BIN)/pip check
+	$(BIN)/python -m ipykernel install --sys-prefix --name mst_distill --display-name "Python (mst_distill)" >/dev/null
+	touch $(STAMP)
+
+# espeak-ng and flite synthesise the spoken digits of avmnist-lite (Debian packages)
+sysdeps:
+	@if command -v espeak-ng >/dev/null && command -v flite >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng flite >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng flite >/dev/null; \
+	else echo "warning: espeak-ng and flite are missing and cannot be installed here; avmnist-lite generation will fail"; fi
+
+run: setup
+	$(BIN)/mst-distill main --profile quick --out runs/main
+
+# the notebooks are the source: cleaning and exporting them must not change anything
+sync-check: $(STAMP)
+	@before=$$(git status --porcelain; git diff); \
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export; \
+	after=$$(git status --porcelain; git diff); \
+	if [ "$$before" != "$$after" ]; then git status --short; echo "error: nbdev_clean/nbdev_export changed files: run them and commit"; exit 1; fi
+
+test: setup sync-check
+	$(BIN)/nbdev_test --n_workers 2
+	$(BIN)/python -m pytest -q tests
+
+lab: setup
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR)
+
+# README.md from nbs/index.ipynb without quarto (nbdev's processors, then nbconvert)
+readme: $(STAMP)
+	$(BIN)/python -c "from nbdev.serve import proc_nbs; proc_nbs('nbs', file_glob='index.ipynb')" >/dev/null
+	$(BIN)/jupyter nbconvert --to markdown _proc/index.ipynb --output-dir _proc --log-level WARN
+	$(BIN)/python tools/strip_front_matter.py _proc/index.md README.md
+
+clean:
+	rm -rf _proc _docs build *.egg-info

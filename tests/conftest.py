@@ -1,0 +1,22 @@
+import os, subprocess, sys
+from pathlib import Path
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "mst_distill.cli"]
+
+
+@pytest.fixture(scope="session")
+def lite_root(tmp_path_factory):
+    "A 200-pair AV-MNIST-lite written by the CLI into a temporary folder (real MNIST images, real synthesised speech)."
+    out = tmp_path_factory.mktemp("data") / "lite"
+    r = subprocess.run([*CLI, "data", "avmnist-lite", "--n", "200", "--out", str(out), "--no-progress"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def cli(*args, cwd=None, timeout=1800):
+    "Run the mst-distill CLI in a subprocess; returns the CompletedProcess."
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "mst_distill.cli"]
+CLI = [str(Path(sys.executable).parent / "mst-distill")]  # the installed console script
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from .trainer import RunConfig, DATASETS, METHODS, PROFILES, run as run_experime
 # %% auto #0
 __all__ = ['build_parser', 'main_table', 'main']
 
-# %% ../nbs/09_cli.ipynb #26bd28f9
+# %% ../nbs/09_cli.ipynb #cbd85e8e
 _CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"],
             "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ["reference", "weighted"],
             "precision": ["auto", "fp32", "bf16", "fp16"]}
@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     lite.add_argument("--pca-threshold", type=float, default=0.35, help="variance kept by the image PCA (AV-MNIST: 0.25)")
     lite.add_argument("--out", default=None, help="output folder (default: the cache, see MST_DISTILL_CACHE)")
     lite.add_argument("--no-progress", dest="progress", action="store_false")
+    fx = dsub.add_parser("fixtures", help="tiny files in a real data set's exact on-disk layout (for tests and dry runs)")
+    fx.add_argument("dataset", choices=[d for d in DATASETS if d != "avmnist-lite"])
+    fx.add_argument("--out", required=True)
+    fx.add_argument("--n", type=int, default=24)
+    fx.add_argument("--seed", type=int, default=0)
     r = sub.add_parser("run", help="run one experiment into a run directory")
     _add_config_flags(r)
     m = sub.add_parser("main", help="the main job: student and MST-Distill, both targets, on avmnist-lite")
@@ -63,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_data(a) -> int:
     from mst_distill.avmnist import generate_avmnist_lite, avmnist_lite_root
     t0 = time.time()
+    if a.what == "fixtures":
+        from mst_distill.trainer import write_fixture
+        root = write_fixture(a.dataset, a.out, a.n, a.seed)
+        print(f"{a.dataset} fixtures (n={a.n}) written to {root} ({time.time() - t0:.1f}s)")
+        return 0
     if a.out: root = generate_avmnist_lite(a.out, a.n, a.seed, a.pca_threshold, progress=a.progress)
     else: root = avmnist_lite_root(a.n, a.seed, a.pca_threshold, progress=a.progress)
     print(f"avmnist-lite (n={a.n}, seed={a.seed}) ready in {root} ({time.time() - t0:.1f}s)")

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['MODEL_SPECS', 'StagedNet', 'n_params', 'Fuse', 'lenet5_trunk', 'five_layer_cnn_a_trunk', 'cnn_i', 'lenet5',
-           'three_layer_cnn_a', 'ModelSpec', 'register_models', 'model_spec', 'Parts', 'build_parts']
+__all__ = ['MODEL_SPECS', 'DATASET_MODULES', 'StagedNet', 'n_params', 'Fuse', 'lenet5_trunk', 'five_layer_cnn_a_trunk', 'cnn_i',
+           'lenet5', 'three_layer_cnn_a', 'ModelSpec', 'register_models', 'import_dataset_module', 'model_spec',
+           'Parts', 'build_parts']
 
 # %% ../nbs/03_models.ipynb #f9a95314
 class StagedNet(nn.Module):
@@ -104,7 +105,7 @@ def three_layer_cnn_a(num_classes: int = 10) -> StagedNet:
                       ("fc1", nn.Sequential(nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(128 * 14 * 14, num_classes)))],
                      "ThreeLayerCNN-A")
 
-# %% ../nbs/03_models.ipynb #66215887
+# %% ../nbs/03_models.ipynb #bae4aefe
 @dataclass
 class ModelSpec:
     "Networks and tap points of one data set family."
@@ -125,8 +126,19 @@ def register_models(names: list[str], spec: ModelSpec) -> None:
 register_models(["av-mnist", "avmnist-lite"],
                 ModelSpec(cnn_i, lenet5, three_layer_cnn_a, ["concat", "fc1"], ["conv3", "fc1"], ["conv2", "conv3"]))
 
+# data sets whose loaders, models and fixtures live in their own notebooks, imported on first use
+DATASET_MODULES = {"ravdess": "mst_distill.ravdess", "vggsound-50k": "mst_distill.vggsound",
+                   "crisismmd-v2": "mst_distill.crisismmd", "nyu-depth-v2": "mst_distill.nyu_depth"}
+
+def import_dataset_module(dataset: str) -> None:
+    "Import the module that registers `dataset`'s loader, models and fixtures (if it exists)."
+    import importlib, importlib.util
+    mod = DATASET_MODULES.get(dataset)
+    if mod and importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
+
 def model_spec(dataset: str) -> ModelSpec:
     "The `ModelSpec` of `dataset`, with a clear error for unknown names."
+    if dataset not in MODEL_SPECS: import_dataset_module(dataset)
     if dataset not in MODEL_SPECS:
         raise ConfigError(f"dataset: no models registered for '{dataset}' (known: {', '.join(sorted(MODEL_SPECS))})")
     return MODEL_SPECS[dataset]

@@ -18,11 +18,11 @@ from .core import (MstDistillError, ConfigError, DataError, seed_everything, get
 from .data import PairedData, split_indices, iterate_batches, n_batches
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'PROFILES', 'PAPER_DATASET', 'DATA_LOADERS', 'METHOD_CLASSES', 'METHOD_MODULES', 'RunConfig',
-           'resolve_config', 'register_loader', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
-           'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method',
-           'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'Trainer', 'load_run', 'predict_logits',
-           'run']
+__all__ = ['DATASETS', 'METHODS', 'PROFILES', 'PAPER_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
+           'METHOD_MODULES', 'RunConfig', 'resolve_config', 'register_loader', 'register_fixture', 'write_fixture',
+           'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
+           'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser',
+           'optimisation_step', 'Trainer', 'load_run', 'predict_logits', 'run']
 
 # %% ../nbs/07_trainer.ipynb #a385d0a3
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
@@ -118,7 +118,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
     return cfg
 
-# %% ../nbs/07_trainer.ipynb #dcf44287
+# %% ../nbs/07_trainer.ipynb #5a3bab9b
 DATA_LOADERS: dict[str, Callable[[RunConfig], tuple[PairedData, np.ndarray]]] = {}
 
 def register_loader(name: str):
@@ -138,8 +138,31 @@ def _load_av_mnist(cfg):
     if not cfg.data_root: raise ConfigError("data_root: av-mnist needs --data-root pointing at the folder that holds avmnist/")
     return load_av_mnist(cfg.data_root, "av-mnist")
 
+FIXTURE_WRITERS: dict[str, Callable] = {}
+
+def register_fixture(name: str):
+    "Decorator: register `f(out, n, seed) -> Path` writing tiny files in data set `name`'s exact on-disk layout."
+    def deco(f): FIXTURE_WRITERS[name] = f; return f
+    return deco
+
+@register_fixture("av-mnist")
+def _avmnist_fixture(out, n: int = 40, seed: int = 0):
+    from mst_distill.avmnist import generate_avmnist_lite
+    return generate_avmnist_lite(out, n=max(20, n - n % 10), seed=seed, progress=False)
+
+def write_fixture(dataset: str, out, n: int = 24, seed: int = 0) -> Path:
+    "Write a tiny data set in `dataset`'s exact layout under `out` (class-dependent content, so a short run learns)."
+    from mst_distill.models import import_dataset_module
+    import_dataset_module(dataset)
+    if dataset not in FIXTURE_WRITERS:
+        raise ConfigError(f"dataset: no fixture writer for '{dataset}' (available: {', '.join(sorted(FIXTURE_WRITERS))})")
+    return FIXTURE_WRITERS[dataset](out, n, seed)
+
 def load_data(cfg: RunConfig) -> tuple[PairedData, np.ndarray]:
     "The paired data and split table of `cfg.dataset`."
+    if cfg.dataset not in DATA_LOADERS:
+        from mst_distill.models import import_dataset_module
+        import_dataset_module(cfg.dataset)
     if cfg.dataset not in DATA_LOADERS:
         raise ConfigError(f"dataset: no loader for '{cfg.dataset}' yet (available: {', '.join(sorted(DATA_LOADERS))})")
     return DATA_LOADERS[cfg.dataset](cfg)

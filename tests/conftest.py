@@ -16,7 +16,7 @@ def lite_root(tmp_path_factory):
     return out
 
 
-def cli(*args, cwd=None, timeout=1800):
-    "Run the mst-distill CLI in a subprocess; returns the CompletedProcess."
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def cli(*args, cwd=None, timeout=1800, env=None):
+    "Run the mst-distill CLI in a subprocess (extra environment variables in `env`); returns the CompletedProcess."
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)

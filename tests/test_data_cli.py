@@ -32,6 +32,16 @@ def test_generation_is_deterministic(lite_root, tmp_path):
         assert np.array_equal(np.load(lite_root / f), np.load(tmp_path / "again" / f)), f
 
 
+def test_pip_fallback_without_system_synthesisers(tmp_path):
+    "With MST_DISTILL_TTS=pip (as when espeak-ng/flite are missing) the espeakng-loader wheel speaks the digits."
+    r = cli("data", "avmnist-lite", "--n", "100", "--out", tmp_path / "lite", "--no-progress", env={"MST_DISTILL_TTS": "pip"})
+    assert r.returncode == 0, r.stderr
+    man = json.loads((tmp_path / "lite/manifest.json").read_text())
+    assert man["tts_backend"] == "pip" and man["voices"] == 140 and "espeakng-loader" in man["audio_path"]
+    aud = np.load(tmp_path / "lite/avmnist/audio/train_data.npy")
+    assert aud.shape[1:] == (112, 112) and np.isfinite(aud).all() and aud.std() > 1
+
+
 def _copy(src, dst):
     import shutil
     shutil.copytree(src, dst)

@@ -47,11 +47,9 @@ test: setup sync-check
 lab: setup
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR)
 
-# README.md from nbs/index.ipynb without quarto (nbdev's processors, then nbconvert)
+# README.md from nbs/index.ipynb without quarto (and without executing anything)
 readme: $(STAMP)
-	$(BIN)/python -c "from nbdev.serve import proc_nbs; proc_nbs('nbs', file_glob='index.ipynb')" >/dev/null
-	$(BIN)/jupyter nbconvert --to markdown _proc/index.ipynb --output-dir _proc --log-level WARN
-	$(BIN)/python tools/strip_front_matter.py _proc/index.md README.md
+	$(BIN)/python tools/make_readme.py nbs/index.ipynb README.md
 
 clean:
 	rm -rf _proc _docs build *.egg-info

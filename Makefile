@@ -36,9 +36,9 @@ run: setup
 # the notebooks are the source: cleaning and exporting them must not change anything
 sync-check: $(STAMP)
 	@before=$$(git status --porcelain; git diff); \
-	$(BIN)/nbdev_clean && $(BIN)/nbdev_export; \
+	$(BIN)/nbdev_clean && $(BIN)/nbdev_export && $(BIN)/python tools/make_readme.py nbs/index.ipynb README.md; \
 	after=$$(git status --porcelain; git diff); \
-	if [ "$$before" != "$$after" ]; then git status --short; echo "error: nbdev_clean/nbdev_export changed files: run them and commit"; exit 1; fi
+	if [ "$$before" != "$$after" ]; then git status --short; echo "error: nbdev_clean/nbdev_export/make readme changed files: run them and commit"; exit 1; fi
 
 test: setup sync-check
 	$(BIN)/nbdev_test --n_workers 2

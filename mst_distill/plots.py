@@ -12,7 +12,7 @@ from .core import RunDir, read_json, DataError
 # %% auto #0
 __all__ = ['plot_history', 'plot_routing', 'plot_routing_over_epochs', 'plot_masks', 'plot_confusion']
 
-# %% ../nbs/10_plots.ipynb #640a3960
+# %% ../nbs/10_plots.ipynb #367bbf38
 def _pd():
     import pandas as pd
     return pd
@@ -66,7 +66,7 @@ def plot_masks(run_dir, max_channels: int = 128):
     path = RunDir(run_dir).path/"masks.npz"
     if not path.exists(): raise DataError(f"{path}: no learned masks (only MST-Distill writes them)")
     with np.load(path) as z: masks = {k: z[k] for k in z.files}
-    fig, axes = plt.subplots(len(masks), 1, figsize=(10, 1.3 * len(masks) + 0.8), squeeze=False)
+    fig, axes = plt.subplots(len(masks), 1, figsize=(10, 1.6 * len(masks) + 0.8), squeeze=False, constrained_layout=True)
     for a, (name, m) in zip(axes[:, 0], masks.items()):
         im = a.imshow(m[:, :max_channels], aspect="auto", cmap="magma", vmin=0, vmax=1)
         a.set_title(f"{name.replace('_', ':', 1)}  ({m.shape[1]} channels)", fontsize=9); a.set_ylabel("class")

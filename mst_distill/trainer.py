@@ -288,7 +288,7 @@ def make_method(cfg: RunConfig, data: PairedData, device) -> Method:
         raise ConfigError(f"method: '{cfg.method}' is not implemented yet (available: {', '.join(sorted(METHOD_CLASSES))})")
     return METHOD_CLASSES[cfg.method](cfg, data, device)
 
-# %% ../nbs/07_trainer.ipynb #93b34e73
+# %% ../nbs/07_trainer.ipynb #fe2eada6
 def _freeze_all_but(module: nn.Module, params: list) -> None:
     keep = {id(p) for p in params}
     for p in module.parameters(): p.requires_grad_(id(p) in keep)
@@ -320,8 +320,8 @@ def optimisation_step(st: Stage, opt, b, autocast=contextlib.nullcontext, where:
     with autocast(): losses = st.train_step(b)
     loss = losses["loss"]
     if not torch.isfinite(loss):
-        raise NonFiniteLoss(f"non-finite loss ({float(loss)}) in {where or st.name}: "
-                            f"terms {{{', '.join(f'{k}: {float(v):.4g}' for k, v in losses.items())}}}")
+        terms = ", ".join(f"{k}: {float(v.detach()):.4g}" for k, v in losses.items())
+        raise NonFiniteLoss(f"non-finite loss ({float(loss.detach())}) in {where or st.name}: terms {{{terms}}}")
     if opt is not None and loss.requires_grad:
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return losses

@@ -1,6 +1,6 @@
 # mst_distill: every target is idempotent and sets up what it needs.
 #   make run    the main job: student and MST-Distill, both targets, on the offline avmnist-lite (quick profile)
-#   make test   notebooks and library in sync, nbdev_test, pytest
+#   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks)
 #   make lab    JupyterLab on this project
 #   make setup  the virtual environment from the pinned requirements, system packages, editable install, kernel
 PY ?= python3
@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run test sync-check lab readme clean
+.PHONY: setup sysdeps run test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -43,6 +43,11 @@ sync-check: $(STAMP)
 test: setup sync-check
 	$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests
+
+# the slow checks too: the acceptance run of MST-Distill with the quick profile, and slow notebook cells
+test-slow: setup sync-check
+	$(BIN)/nbdev_test --n_workers 2 --flags slow
+	$(BIN)/python -m pytest -q tests --slow
 
 lab: setup
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR)

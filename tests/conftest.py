@@ -20,3 +20,18 @@ def cli(*args, cwd=None, timeout=1800, env=None):
     "Run the mst-distill CLI in a subprocess (extra environment variables in `env`); returns the CompletedProcess."
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (minutes of CPU training)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: minutes of CPU training; run with `pytest --slow` (`make test-slow`)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--slow"): return
+    skip = pytest.mark.skip(reason="slow: run with --slow (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords: item.add_marker(skip)

@@ -65,8 +65,9 @@ def test_nan_loss_stops_the_run_as_failed(lite_root, tmp_path):
     r = cli("run", "--dataset", "avmnist-lite", "--data-root", lite_root, "--method", "student", "--profile", "smoke",
             "--lr", "1e30", "--epochs", "3", "--out", out, "--no-progress")
     assert r.returncode == 1
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and "non-finite loss" in lines[0], r.stderr
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "non-finite loss" in errors[0] and "Traceback" not in r.stderr, r.stderr
+    assert "Warning" not in r.stderr, r.stderr
     rec = json.loads((out / "metrics.json").read_text())
     assert rec["status"] == "failed" and "non-finite loss" in rec["error"]
 

@@ -37,6 +37,7 @@ def test_unknown_method_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
 
 
+@pytest.mark.slow
 def test_mst_quick_learns_well_above_chance(tmp_path):
     "The issue's acceptance run: quick profile, default 3,000-pair AV-MNIST-lite (generated into the cache)."
     out = tmp_path / "run"

@@ -13,8 +13,8 @@ import torch
 from .core import DataError, atomic_write_text
 
 # %% auto #0
-__all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'PairedData', 'make_split_table', 'write_split_file', 'read_split_file',
-           'split_indices', 'iterate_batches', 'n_batches', 'load_npy']
+__all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'first_non_finite', 'PairedData', 'make_split_table',
+           'write_split_file', 'read_split_file', 'split_indices', 'iterate_batches', 'n_batches', 'load_npy']
 
 # %% ../nbs/01_data.ipynb #9f14953b
 def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -26,7 +26,16 @@ def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
     span = hi - lo
     return torch.where(span > 0, (x - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
 
-# %% ../nbs/01_data.ipynb #e93d7bcd
+# %% ../nbs/01_data.ipynb #a1f561c2
+def first_non_finite(t: torch.Tensor, chunk_bytes: int = 1 << 28) -> int | None:
+    "Index of the first sample of `t` holding a NaN or Inf, or None (checked in chunks of about `chunk_bytes`)."
+    per = max(1, chunk_bytes // max(1, t[:1].numel() * t.element_size()))
+    for s in range(0, len(t), per):
+        bad = ~torch.isfinite(t[s:s + per]).flatten(1).all(1)
+        if bool(bad.any()): return s + int(bad.nonzero()[0])
+    return None
+
+# %% ../nbs/01_data.ipynb #9c8f7b76
 @dataclass
 class PairedData:
     "Two modalities and labels of one data set, as tensors with the sample index first."
@@ -39,8 +48,10 @@ class PairedData:
     modality_names: tuple = ("m1", "m2")
     ignore_index: int | None = None  # a label value excluded from loss and metrics (segmentation void)
     source: str = ""  # where the tensors came from, for error messages
+    check: bool = field(default=True, repr=False)  # validate on construction (copies of valid data skip it)
 
-    def __post_init__(self): self.validate()
+    def __post_init__(self):
+        if self.check: self.validate()
 
     @property
     def num_classes(self) -> int: return len(self.class_names)
@@ -54,13 +65,13 @@ class PairedData:
     def to(self, device) -> "PairedData":
         "A copy with all tensors on `device`."
         return PairedData(self.m1.to(device), self.m2.to(device), self.y.to(device), self.class_names, self.task,
-                          self.name, self.modality_names, self.ignore_index, self.source)
+                          self.name, self.modality_names, self.ignore_index, self.source, check=False)
 
     def subset(self, idx) -> "PairedData":
         "The samples at positions `idx`."
         idx = torch.as_tensor(idx, device=self.y.device)
         return PairedData(self.m1[idx], self.m2[idx], self.y[idx], self.class_names, self.task, self.name,
-                          self.modality_names, self.ignore_index, self.source)
+                          self.modality_names, self.ignore_index, self.source, check=False)
 
     def validate(self) -> "PairedData":
         "Check lengths, dtypes, finiteness and label range; raise `DataError` naming the problem."
@@ -72,9 +83,8 @@ class PairedData:
             raise DataError(f"{where}: modality length mismatch: m1 has {len(self.m1)} samples, m2 has {len(self.m2)}, labels {n}")
         for nm, t in (("m1", self.m1), ("m2", self.m2)):
             if not t.is_floating_point(): raise DataError(f"{where}: {nm} must be floating point, got {t.dtype}")
-            if not bool(torch.isfinite(t).all()):
-                bad = int((~torch.isfinite(t)).flatten(1).any(1).nonzero()[0])
-                raise DataError(f"{where}: {nm} contains NaN or Inf (first at sample {bad})")
+            bad = first_non_finite(t)
+            if bad is not None: raise DataError(f"{where}: {nm} contains NaN or Inf (first at sample {bad})")
         if self.y.dtype != torch.int64: raise DataError(f"{where}: labels must be int64, got {self.y.dtype}")
         if n and self.num_classes:
             valid = self.y if self.ignore_index is None else self.y[self.y != self.ignore_index]

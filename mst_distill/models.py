@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['MODEL_SPECS', 'DATASET_MODULES', 'StagedNet', 'n_params', 'Fuse', 'lenet5_trunk', 'five_layer_cnn_a_trunk', 'cnn_i',
-           'lenet5', 'three_layer_cnn_a', 'ModelSpec', 'register_models', 'import_dataset_module', 'model_spec',
-           'Parts', 'build_parts']
+__all__ = ['MODEL_SPECS', 'DATASET_MODULES', 'StagedNet', 'use_channels_last', 'n_params', 'Fuse', 'lenet5_trunk',
+           'five_layer_cnn_a_trunk', 'cnn_i', 'lenet5', 'three_layer_cnn_a', 'ModelSpec', 'register_models',
+           'import_dataset_module', 'model_spec', 'Parts', 'build_parts']
 
-# %% ../nbs/03_models.ipynb #f9a95314
+# %% ../nbs/03_models.ipynb #2e650323
 class StagedNet(nn.Module):
     "A network as an ordered list of named stages; every stage output is a tap point."
     def __init__(self, stages: list[tuple[str, nn.Module]], name: str = "net", multimodal: bool = False):
@@ -51,6 +51,12 @@ class StagedNet(nn.Module):
         return (x, got) if taps is not None else x
 
     def forward(self, x): return self.run(x)
+
+def use_channels_last(module: nn.Module) -> nn.Module:
+    "Channels-last memory layout for the 2-d convolutions of `module` (3-d convolutions and the rest stay as they are)."
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d): m.to(memory_format=torch.channels_last)
+    return module
 
 def n_params(m: nn.Module, trainable_only: bool = False) -> int:
     "Number of parameters of `m`."

@@ -17,7 +17,7 @@ from .trainer import Method, Stage, register_method
 # %% auto #0
 __all__ = ['MSTDistill']
 
-# %% ../nbs/08_mst.ipynb #4a1aa616
+# %% ../nbs/08_mst.ipynb #90376754
 @register_method("mst")
 class MSTDistill(Method):
     "MST-Distill: three stages, specialized teachers made by MaskNets, a router choosing k of them per sample."
@@ -47,7 +47,7 @@ class MSTDistill(Method):
         with torch.no_grad():
             for net, x in (("teacher", self.teacher_input(b)), ("cross", self.cross_input(b))):
                 m = self.parts[net]; was = m.training; m.eval()
-                _, f = m.run(x, taps=self.taps[net]); m.train(was)
+                _, f = m.run(x, stop=self.taps[net][-1], taps=self.taps[net]); m.train(was)
                 out[net] = {k: tuple(v.shape[1:]) for k, v in f.items()}
         return out
 

@@ -40,6 +40,19 @@ BASELINE_TAPS: dict[str, dict] = {
     "CNN-I": {"feature": "fc1"},
     "LeNet5": {"feature": "fc1", "stages": ["conv2", "conv3", "fc1"], "salience": "fc1", "proxy": "fc1"},
     "ThreeLayerCNN-A": {"feature": HEAD_IN, "stages": ["conv2", "conv3"], "salience": "conv3", "proxy": "conv3"},
+    # RAVDESS, VGGSound, CrisisMMD: the penultimate `fc2` (pre-ReLU) for every role
+    "DSCNN-I": {"feature": "fc2"},
+    "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "DSCNN-VGGS-I": {"feature": "fc2"},
+    "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "MLP-I": {"feature": "fc2"},
+    "MLP-Vb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "MLP-Tb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    # NYU-Depth-V2 (segmentation: only MGDFR needs a tap), the bottleneck's decoder group 5
+    "FuseNet-RGBbranch": {"salience": "CBR5_RGB_DEC"},
+    "FuseNet-Dbranch": {"salience": "CBR5_D_DEC"},
 }
 
 FITNETS_HINTS: dict[tuple[str, str], list[tuple[str, str]]] = {
@@ -48,6 +61,16 @@ FITNETS_HINTS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("CNN-I", "ThreeLayerCNN-A"): [("conv2", "concat"), ("conv3", "fc1")],
     ("ThreeLayerCNN-A", "LeNet5"): [("conv1", "conv2"), ("conv3", HEAD_IN)],
     ("LeNet5", "ThreeLayerCNN-A"): [("conv2", "conv1"), ("conv3", "conv3")],
+    # RAVDESS, VGGSound, CrisisMMD: fc1 -> fc1 and fc2 -> fc2, from the teacher or the other modality's network
+    **{pair: [("fc1", "fc1"), ("fc2", "fc2")]
+       for t, v, a in (("DSCNN-I", "VisualBranchNet", "AudioBranchNet"),
+                       ("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS"), ("MLP-I", "MLP-Vb", "MLP-Tb"))
+       for pair in ((t, v), (t, a), (a, v), (v, a))},
+    # NYU-Depth-V2: the student's encoder and decoder group 5 -> the teacher's fused encoder output and decoder group 5
+    ("FuseNet-I", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "after_fusion_identity"), ("CBR5_RGB_DEC", "CBR5_RGBD_DEC")],
+    ("FuseNet-I", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "after_fusion_identity"), ("CBR5_D_DEC", "CBR5_RGBD_DEC")],
+    ("FuseNet-Dbranch", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "CBR5_DEPTH_ENC"), ("CBR5_RGB_DEC", "CBR5_D_DEC")],
+    ("FuseNet-RGBbranch", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "CBR5_RGB_ENC"), ("CBR5_D_DEC", "CBR5_RGB_DEC")],
 }
 
 def baseline_tap(net: StagedNet, role: str):
@@ -560,9 +583,10 @@ class C2KD(Method):
 # %% ../nbs/13_baselines.ipynb #c576a095
 MGDFR_SALIENCE = {"smoke": (1, 1), "quick": (2, 2), "paper": (6, 10)}  # profile -> (batches, permutations per batch)
 
-def mgdfr_cotrain_loss(zt: torch.Tensor, zs: torch.Tensor, y: torch.Tensor) -> dict:
+def mgdfr_cotrain_loss(zt: torch.Tensor, zs: torch.Tensor, y: torch.Tensor, ignore_index: int = -100) -> dict:
     "MGDFR phase 1: CE(z_t) + CE(z_s) + MSE(z_t, z_s)."
-    ce_t, ce_s, mse = F.cross_entropy(zt, y), F.cross_entropy(zs, y), F.mse_loss(zt, zs)
+    ce_t, ce_s = F.cross_entropy(zt, y, ignore_index=ignore_index), F.cross_entropy(zs, y, ignore_index=ignore_index)
+    mse = F.mse_loss(zt, zs)
     return {"loss": ce_t + ce_s + mse, "ce_t": ce_t, "ce_s": ce_s, "mse": mse}
 
 @torch.no_grad()
@@ -624,7 +648,8 @@ class MGDFR(Method):
 
     # phase 1
     def co_step(self, b):
-        out = mgdfr_cotrain_loss(self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b)), b[2])
+        out = mgdfr_cotrain_loss(self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b)), b[2],
+                                 self.void_label)
         return out
     def co_val(self, b):
         zt, zs = self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b))
@@ -670,9 +695,9 @@ class MGDFR(Method):
     def load_state(self, s): self.schedule.alpha = s["alpha"]
 
 # %% ../nbs/13_baselines.ipynb #79ffe1e7
-def dml_loss(zs: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, T: float = 4.0) -> dict:
+def dml_loss(zs: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, T: float = 4.0, ignore_index: int = -100) -> dict:
     "Deep mutual learning: each network's CE plus T²·KL toward the other's detached prediction."
-    ce_s, ce_p = F.cross_entropy(zs, y), F.cross_entropy(zp, y)
+    ce_s, ce_p = F.cross_entropy(zs, y, ignore_index=ignore_index), F.cross_entropy(zp, y, ignore_index=ignore_index)
     kl_s, kl_p = kd_loss(zs, zp, T), kd_loss(zp, zs, T)
     return {"loss": ce_s + kl_s + ce_p + kl_p, "ce": ce_s, "ce_peer": ce_p, "kl_s": kl_s, "kl_peer": kl_p}
 
@@ -685,7 +710,7 @@ class DML(Method):
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["peer"] = p.student, p.cross
     def train_step(self, b):
-        return dml_loss(self.predict(b), self.parts["peer"](self.cross_input(b)), b[2], self.cfg.temperature)
+        return dml_loss(self.predict(b), self.parts["peer"](self.cross_input(b)), b[2], self.cfg.temperature, self.void_label)
     def val_step(self, b):
         z, zp = self.predict(b), self.parts["peer"](self.cross_input(b))
         return {"ce": self.ce(z, b[2]), "acc": accuracy(z, b[2]), "acc_peer": accuracy(zp, b[2])}

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 from .core import DataError, ConfigError, atomic_torch_save
-from .data import PairedData, write_split_file, read_split_file, make_split_table
+from .data import PairedData, write_split_file, read_split_file, make_split_table, split_table
 from .models import StagedNet, ModelSpec, register_models, n_params
 from .trainer import register_loader, register_fixture
 
@@ -114,8 +114,7 @@ def load_crisismmd(root, name: str = "crisismmd-v2", trust_pickle: bool = False)
     img, txt, lab = validate_cmmd_arrays(read_cmmd_file(path, trust_pickle), path)
     data = PairedData(img, txt, lab, list(CMMD_CLASSES), "classification", name, ("image", "text"), source=str(path))
     split = root/CMMD_SPLIT
-    if not split.exists(): write_split_file(split, len(data))
-    return data, read_split_file(split, len(data))
+    return data, split_table(split, len(data))
 
 @register_loader("crisismmd-v2")
 def _load_crisismmd_v2(cfg):

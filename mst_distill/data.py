@@ -14,7 +14,8 @@ from .core import DataError, atomic_write_text
 
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'first_non_finite', 'PairedData', 'make_split_table',
-           'write_split_file', 'read_split_file', 'split_indices', 'iterate_batches', 'n_batches', 'load_npy']
+           'write_split_file', 'read_split_file', 'split_table', 'split_indices', 'iterate_batches', 'n_batches',
+           'load_npy']
 
 # %% ../nbs/01_data.ipynb #9f14953b
 def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ class PairedData:
         return (f"PairedData('{self.name}', n={len(self)}, m1={tuple(self.m1.shape[1:])}, m2={tuple(self.m2.shape[1:])}, "
                 f"classes={self.num_classes}, task={self.task})")
 
-# %% ../nbs/01_data.ipynb #009cd524
+# %% ../nbs/01_data.ipynb #53353bdd
 SPLIT_SEED = 19980427  # the seed of the reference's indices_gen.py
 N_GROUPS = 20
 
@@ -135,6 +136,11 @@ def read_split_file(path, n: int) -> np.ndarray:
         if not np.array_equal(np.sort(table[:, g]), ref):
             raise DataError(f"{path}: column group_{g} is not a permutation of 0..{n-1}")
     return table
+
+def split_table(path, n: int) -> np.ndarray:
+    "The split table at `path`, first written with the reference's recipe if the file does not exist."
+    if not Path(path).exists(): write_split_file(path, n)
+    return read_split_file(path, n)
 
 def split_indices(table: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
     "Train/val/test index tensors (60/20/20) from column `group_{seed}` of a split table."

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import DataError, ConfigError
-from .data import PairedData, min_max_normalize, write_split_file, read_split_file
+from .data import PairedData, min_max_normalize, write_split_file, read_split_file, split_table
 from .models import StagedNet, ModelSpec, register_models, n_params
 from .trainer import register_loader, register_fixture
 
@@ -129,8 +129,7 @@ def load_nyu_depth(root, name: str = "nyu-depth-v2", progress: bool = False) -> 
     data = PairedData(rgb, depth, labels, list(NYU_CLASSES), "segmentation", name, ("rgb", "depth"),
                       ignore_index=VOID, source=str(path))
     split = root/NYU_SPLIT
-    if not split.exists(): write_split_file(split, n)
-    return data, read_split_file(split, n)
+    return data, split_table(split, n)
 
 @register_loader("nyu-depth-v2")
 def _load_nyu_depth_v2(cfg):

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import DataError, ConfigError, MstDistillError
-from .data import PairedData, load_npy, min_max_normalize, write_split_file, read_split_file
+from .data import PairedData, load_npy, min_max_normalize, write_split_file, read_split_file, split_table
 from .models import StagedNet, ModelSpec, register_models, n_params
 from .trainer import register_loader, register_fixture
 
@@ -101,8 +101,7 @@ def load_ravdess(root, name: str = "ravdess", dtype: torch.dtype | None = None, 
     data = PairedData(m1, m2, torch.from_numpy(labels.astype(np.int64)), list(RAVDESS_EMOTIONS), "classification",
                       name, ("video", "audio"), source=str(files["video"].parent))
     split = root/RAVDESS_SPLIT
-    if not split.exists(): write_split_file(split, len(data))
-    return data, read_split_file(split, len(data))
+    return data, split_table(split, len(data))
 
 @register_loader("ravdess")
 def _load_ravdess(cfg):

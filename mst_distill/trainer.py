@@ -197,7 +197,7 @@ def metrics_from_confusion(cm: torch.Tensor, ignore_index: int | None = None, cl
     out["confusion_matrix"] = cm.long().tolist()
     return out
 
-# %% ../nbs/07_trainer.ipynb #f60edffb
+# %% ../nbs/07_trainer.ipynb #2f8c5559
 @dataclass
 class Stage:
     "One training stage of a method."
@@ -226,9 +226,14 @@ class Method:
     def cross_input(self, b): return b[1] if self.cfg.target == "m1" else b[0]
     def teacher_input(self, b): return (b[0], b[1])
 
+    @property
+    def void_label(self) -> int:
+        "The label cross-entropy ignores: the segmentation void label, or -100 (none) for classification."
+        return -100 if self.ignore_index is None else self.ignore_index
+
     def ce(self, logits, y):
         "Cross-entropy, ignoring the void label for segmentation."
-        return F.cross_entropy(logits, y, ignore_index=-100 if self.ignore_index is None else self.ignore_index)
+        return F.cross_entropy(logits, y, ignore_index=self.void_label)
 
     def stages(self) -> list[Stage]: raise NotImplementedError
     def predict(self, b) -> torch.Tensor:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 from .core import DataError, ConfigError, atomic_write_text
-from .data import PairedData, load_npy, write_split_file, read_split_file
+from .data import PairedData, load_npy, write_split_file, read_split_file, split_table
 from .models import StagedNet, ModelSpec, register_models, n_params
 from .trainer import register_loader, register_fixture
 from .ravdess import (Conv3dAnyLayout, Permute, AudioVisualFuse, conv_bn_relu_pool, mlp_head_stages,
@@ -121,8 +121,7 @@ def load_vggsound(root, name: str = "vggsound-50k", dtype: torch.dtype | None = 
     data = PairedData(visual, audio, y, list(VGGS_CLASSES), "classification", name, ("visual", "audio"),
                       source=str(root/VGGS_DIR))
     split = root/VGGS_SPLIT
-    if not split.exists(): write_split_file(split, n)
-    table = read_split_file(split, n)
+    table = split_table(split, n)
     return (data, table, flags) if with_segments else (data, table)
 
 @register_loader("vggsound-50k")

@@ -17,7 +17,7 @@ from .trainer import Method, Stage, register_method
 # %% auto #0
 __all__ = ['MSTDistill']
 
-# %% ../nbs/08_mst.ipynb #90376754
+# %% ../nbs/08_mst.ipynb #62b4acc4
 @register_method("mst")
 class MSTDistill(Method):
     "MST-Distill: three stages, specialized teachers made by MaskNets, a router choosing k of them per sample."
@@ -169,14 +169,15 @@ class MSTDistill(Method):
         else:
             kd_term = kd.mean()
         ce = self.ce(zs, b[2]); lb = load_balance_loss(probs, cfg.lb_mode)
-        self._count(idx, b[2])
+        self._counts += self._route_counts(idx, b[2])
         return {"loss": cfg.w_task * ce + self.w_kl * kd_term + self.w_lb * lb, "ce": ce, "kd": kd_term, "lb": lb}
 
-    def _count(self, idx, y):
-        if y.ndim > 1: y = torch.mode(y.flatten(1), 1).values.clamp(0, self.num_classes - 1)  # dense: majority label
-        for r in range(idx.shape[1]):
-            self._counts += torch.bincount(idx[:, r].cpu() * self.num_classes + y.cpu(),
-                                           minlength=self._counts.numel()).view_as(self._counts)
+    def _route_counts(self, idx, y) -> torch.Tensor:
+        "(W, C) how many samples of each class the router sent to each expert (dense: by majority label)."
+        if y.ndim > 1: y = torch.mode(y.flatten(1), 1).values.clamp(0, self.num_classes - 1)
+        W, C = len(self.experts), self.num_classes
+        flat = (idx.cpu() * C + y.cpu()[:, None]).flatten()
+        return torch.bincount(flat, minlength=W * C).view(W, C)
 
     def s3_val(self, b):
         z = self.parts["student"](self.student_input(b))
@@ -228,7 +229,7 @@ class MSTDistill(Method):
         for b in iterate_batches(data, idx_test, self.cfg.eval_batch_size):
             zs = self.predict(b)
             _, idx = route_topk(self.parts["gate"](zs), self.cfg.k)
-            self._counts.zero_(); self._count(idx, b[2]); counts += self._counts
+            counts += self._route_counts(idx, b[2])
             y = b[2] if b[2].ndim == 1 else None
             if y is None: continue
             n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
@@ -239,7 +240,6 @@ class MSTDistill(Method):
                     m = self.parts["masks"][e].mask(feats[self.taps[net][j]]).float().cpu()
                     s = torch.zeros(self.num_classes, m.shape[1]).index_add_(0, y.cpu(), m)
                     mask_sums[e] = s if mask_sums[e] is None else mask_sums[e] + s
-        self._counts.zero_()
         for e, name in enumerate(names):
             for c in range(self.num_classes):
                 self.routing_rows.append({"split": "test", "epoch": "final", "expert": name, "class": self.class_names[c],

@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--device", default="auto")
     m.add_argument("--no-progress", dest="progress", action="store_false")
+    b = sub.add_parser("batch", help="run a manifest of runs as papermill executions of the experiment notebooks")
+    b.add_argument("manifest", help="YAML manifest (see manifests/lite.yaml and the batch notebook)")
+    b.add_argument("--workers", type=int, default=1, help="worker processes (one papermill kernel each; GPUs round robin)")
+    b.add_argument("--out", default="runs/batch", help="runs directory")
+    b.add_argument("--dry-run", action="store_true", help="list the runs and what would be skipped, run nothing")
+    b.add_argument("--no-progress", dest="progress", action="store_false")
+    t = sub.add_parser("tables", help="the paper's tables (CSV, markdown, LaTeX) and plots from a runs directory")
+    t.add_argument("runs_dir")
+    t.add_argument("--out", default=None, help="output folder (default: RUNS_DIR/tables)")
     bn = sub.add_parser("bench", help="time each MST-Distill stage, efficient vs. naive, in the same run")
     bn.add_argument("--device", default="auto")
     bn.add_argument("--dataset", default="avmnist-lite")
@@ -110,6 +119,26 @@ def _cmd_main(a) -> int:
     print("\n" + table + note)
     return 0
 
+def _cmd_batch(a) -> int:
+    from mst_distill.batch import run_batch, summary_markdown, load_manifest, expand
+    t0 = time.time()
+    records = run_batch(a.manifest, a.out, a.workers, progress=a.progress, dry_run=a.dry_run)
+    if a.dry_run:
+        for r in records: print(f"{r['status']:8s} {r['run']}  ({r['was']})")
+        print(f"{sum(r['status'] == 'to run' for r in records)} to run, {sum(r['status'] == 'skip' for r in records)} completed earlier")
+        return 0
+    print(summary_markdown(records, expand(load_manifest(a.manifest))[1], time.time() - t0))
+    print(f"summary: {Path(a.out)/'batch.md'}; tables: mst-distill tables {a.out}")
+    return 1 if any(r["status"] == "failed" for r in records) else 0
+
+def _cmd_tables(a) -> int:
+    from mst_distill.tables import write_tables
+    written = write_tables(a.runs_dir, a.out)
+    for name, md in written["markdown"].items(): print(f"## {name}\n\n{md}\n")
+    print(written["note"])
+    print(f"written to {written['out']}")
+    return 0
+
 def _cmd_bench(a) -> int:
     from mst_distill.bench import run_bench
     print(run_bench(a.dataset, a.device, a.quick, a.steps, a.batch_size, a.hidden_dim_factor))
@@ -119,7 +148,8 @@ def main(argv=None) -> int:
     "Entry point of the `mst-distill` console script."
     a = build_parser().parse_args(argv)
     try:
-        return {"data": _cmd_data, "run": _cmd_run, "main": _cmd_main, "bench": _cmd_bench}[a.command](a)
+        return {"data": _cmd_data, "run": _cmd_run, "main": _cmd_main, "batch": _cmd_batch, "tables": _cmd_tables,
+                "bench": _cmd_bench}[a.command](a)
     except MstDistillError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -66,7 +66,15 @@ def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
     "The autocast dtype for `precision` in `{auto, fp32, bf16, fp16}`; None means plain float32."
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ConfigError(f"precision: expected auto, fp32, bf16 or fp16, got '{precision}'")
-    if precision == "fp32" or device.type != "cuda": return None
+    if precision == "fp32": return None
+    if device.type != "cuda":
+        # auto stays fp32 on the CPU, so CPU results do not depend on the processor's instruction set;
+        # bf16 is opt-in and only where the CPU computes it natively (emulated bf16 is slower than fp32)
+        if precision == "auto": return None
+        if precision == "fp16": raise ConfigError("precision: fp16 autocast needs a CUDA device; on the CPU use bf16 or fp32")
+        if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise ConfigError("precision: bf16 on the CPU needs native bf16 support (AVX512-BF16 or AMX); use fp32")
+        return torch.bfloat16
     if precision == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 

@@ -92,7 +92,7 @@ def load_manifest(path) -> Manifest:
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}")
     return parse_manifest(raw, str(path))
 
-# %% ../nbs/18_batch.ipynb #68b75862
+# %% ../nbs/18_batch.ipynb #32621472
 EXPERIMENT_NOTEBOOKS = {"avmnist-lite": "av_mnist", "av-mnist": "av_mnist", "ravdess": "ravdess",
                         "vggsound-50k": "vggsound", "crisismmd-v2": "crisismmd", "nyu-depth-v2": "nyu_depth"}
 NO_TEACHER_AXIS = {"teacher", "student", "mst"}
@@ -155,16 +155,9 @@ def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
     return runs, left_out
 
 def schedule(runs: list[RunSpec]) -> list[RunSpec]:
-    """Longest first (MST-Distill's three stages), then the seeds innermost, so parallel workers rarely wait for
-    the same frozen teacher to be trained."""
-    key = lambda r: (r.method != "mst", r.dataset, r.method, r.teacher, r.target, r.seed)
-    first = sorted(runs, key=key)
-    rest = [r for r in first if r.method != "mst"]
-    by_seed = {}
-    for r in rest: by_seed.setdefault(r.seed, []).append(r)
-    interleaved = [r for group in zip(*by_seed.values()) for r in group]
-    interleaved += [r for r in rest if r not in interleaved]
-    return [r for r in first if r.method == "mst"] + interleaved
+    """Longest first (MST-Distill's three stages), and the seeds innermost: consecutive runs differ in seed, so
+    parallel workers rarely wait for the same frozen teacher to be trained."""
+    return sorted(runs, key=lambda r: (r.method != "mst", r.dataset, r.method, r.teacher, r.target, r.seed))
 
 def check_runs(runs: list[RunSpec], runs_dir, where: str = "manifest") -> None:
     "Validate every run's settings and that each real data set's folder exists, before anything runs."
@@ -178,7 +171,7 @@ def check_runs(runs: list[RunSpec], runs_dir, where: str = "manifest") -> None:
         if cfg.data_root and not Path(cfg.data_root).is_dir():
             raise ConfigError(f"{where}: overrides.{r.dataset}.data_root: folder {cfg.data_root} does not exist")
 
-# %% ../nbs/18_batch.ipynb #0a392c61
+# %% ../nbs/18_batch.ipynb #90b5202e
 def experiments_dir() -> Path:
     "The folder of the experiment notebooks (`nbs/experiments` of this checkout)."
     import mst_distill
@@ -216,8 +209,7 @@ def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3"
         # the kernel stopped before the trainer could record the failure (import error, out of memory, ...)
         atomic_write_json(RunDir(out).metrics, {"status": "failed", "error": error, "config": asdict(spec.config(runs_dir))})
         status = "failed"
-    if status == "failed" and not error: error = read_json(RunDir(out).metrics).get("error", "")
-    if status == "failed" and error is None: error = "unknown"
+    if status == "failed" and not error: error = read_json(RunDir(out).metrics).get("error") or "unknown"
     return {"run": spec.run_id, "status": status, "was": state, "seconds": round(time.time() - t0, 1),
             "error": error, "device": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
 

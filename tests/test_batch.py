@@ -1,0 +1,83 @@
+"""The batch runner through the CLI: a killed batch re-run completes only the missing runs and gives the same table;
+a failing run is recorded and does not stop the batch; tables count completed runs only."""
+import json, os, signal, subprocess, time
+from pathlib import Path
+import yaml
+from conftest import CLI, cli
+
+
+def write_manifest(path: Path, data_root, **changes) -> Path:
+    m = {"datasets": ["avmnist-lite"], "targets": ["m1"], "methods": ["student", "kd", "mst"], "teachers": ["cm"],
+         "seeds": [0, 1], "profile": "smoke", "overrides": {"avmnist-lite": {"data_root": str(data_root)}}}
+    m.update(changes)
+    path.write_text(yaml.safe_dump(m))
+    return path
+
+
+def statuses(runs_dir: Path) -> dict:
+    return {r["run"]: r for r in json.loads((runs_dir / "batch.json").read_text())["runs"]}
+
+
+def completed_runs(runs_dir: Path) -> set:
+    done = set()
+    for m in runs_dir.glob("avmnist-lite/*/metrics.json"):
+        if json.loads(m.read_text()).get("status") == "completed": done.add(f"avmnist-lite/{m.parent.name}")
+    return done
+
+
+def test_killed_batch_resumes_with_the_same_table(lite_root, tmp_path):
+    manifest = write_manifest(tmp_path / "m.yaml", lite_root)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    r = cli("batch", manifest, "--workers", 2, "--out", whole, "--no-progress")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert all(v["status"] == "completed" for v in statuses(whole).values()) and len(statuses(whole)) == 6
+
+    # the same batch, killed (the whole process group, as a closed terminal would) once a first run has completed
+    p = subprocess.Popen([*CLI, "batch", str(manifest), "--workers", "2", "--out", str(killed), "--no-progress"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not completed_runs(killed) and time.time() < deadline and p.poll() is None: time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    time.sleep(3)  # the papermill kernels notice that their worker is gone and exit
+    before = completed_runs(killed)
+    assert 1 <= len(before) < 6, before
+
+    r = cli("batch", manifest, "--workers", 2, "--out", killed, "--no-progress")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    after = statuses(killed)
+    assert {k for k, v in after.items() if v["status"].startswith("skipped")} == before
+    assert all(v["status"] == "completed" for k, v in after.items() if k not in before)
+
+    for d in (whole, killed): assert cli("tables", d).returncode == 0
+    table = lambda d: (d / "tables" / "avmnist-lite-smoke.csv").read_text()
+    assert table(whole) == table(killed)
+    assert "MST-Distill" in table(whole) and "KD (CM)" in table(whole)
+
+
+def test_failed_run_is_recorded_and_left_out_of_the_tables(lite_root, tmp_path):
+    # an infinite learning rate makes MST-Distill's loss NaN: the run fails, the student still runs
+    manifest = write_manifest(tmp_path / "m.yaml", lite_root, methods=["mst", "student"], seeds=[0],
+                              overrides={"avmnist-lite": {"data_root": str(lite_root)}, "mst": {"lr": float("inf")}})
+    out = tmp_path / "runs"
+    r = cli("batch", manifest, "--workers", 1, "--out", out, "--no-progress")
+    assert r.returncode == 1  # the batch says that something failed, after running everything
+    runs = statuses(out)
+    assert runs["avmnist-lite/mst-m1-seed0"]["status"] == "failed" and "non-finite" in runs["avmnist-lite/mst-m1-seed0"]["error"]
+    assert runs["avmnist-lite/student-m1-seed0"]["status"] == "completed"
+    summary = (out / "batch.md").read_text()
+    assert "## Failed" in summary and "avmnist-lite/mst-m1-seed0" in summary.split("## Failed")[1].split("##")[0]
+    assert json.loads((out / "avmnist-lite/mst-m1-seed0/metrics.json").read_text())["status"] == "failed"
+    assert (out / "avmnist-lite/mst-m1-seed0/experiment.ipynb").exists()
+
+    t = cli("tables", out)
+    assert t.returncode == 0 and "1 failed" in t.stdout
+    table = (out / "tables" / "avmnist-lite-smoke.md").read_text()
+    assert "w/o KD" in table and "MST-Distill" not in table
+
+
+def test_bad_manifest_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [avmnist-lite]\nmethods: [kd, mts]\nseeds: [0]\n")
+    r = cli("batch", bad, "--out", tmp_path / "runs")
+    assert r.returncode == 1 and str(bad) in r.stderr and "methods: unknown value(s) ['mts']" in r.stderr
+    assert not (tmp_path / "runs").exists()

@@ -182,14 +182,14 @@ class AlphaSchedule:
         return {"alpha": used}
 
 CLASSIFICATION_ONLY = {"rkd", "crd", "ofa", "mlld", "c2kd", "softcmkd"}
-CROSS_MODAL_TEACHER_ONLY = {"c2kd", "mgdfr"}
+CROSS_MODAL_TEACHER_ONLY = {"c2kd", "mgdfr", "dml"}  # they learn from (or with) the other modality's network
 
 def check_method_limits(cfg: RunConfig, task: str) -> None:
     "Raise a one-line `ConfigError` for a combination the method does not support."
     if cfg.method in CLASSIFICATION_ONLY and task != "classification":
         raise ConfigError(f"method: {cfg.method} supports classification only, and {cfg.dataset} is a {task} data set")
     if cfg.method in CROSS_MODAL_TEACHER_ONLY and cfg.teacher != "cm":
-        raise ConfigError(f"teacher: {cfg.method} trains a unimodal teacher of the other modality; use --teacher cm (got '{cfg.teacher}')")
+        raise ConfigError(f"teacher: {cfg.method} learns from the other modality's network only; use --teacher cm (got '{cfg.teacher}')")
 
 def accuracy(z: torch.Tensor, y: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
     "Share of correct predictions (pixels with the void label excluded)."
@@ -707,6 +707,7 @@ class DML(Method):
     "Deep mutual learning between the student and the other modality's network, both from scratch."
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
+        check_method_limits(cfg, data.task)  # the peer is the other modality's network: --teacher cm
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["peer"] = p.student, p.cross
     def train_step(self, b):

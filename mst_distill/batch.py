@@ -92,7 +92,7 @@ def load_manifest(path) -> Manifest:
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}")
     return parse_manifest(raw, str(path))
 
-# %% ../nbs/18_batch.ipynb #32621472
+# %% ../nbs/18_batch.ipynb #e4e27351
 EXPERIMENT_NOTEBOOKS = {"avmnist-lite": "av_mnist", "av-mnist": "av_mnist", "ravdess": "ravdess",
                         "vggsound-50k": "vggsound", "crisismmd-v2": "crisismmd", "nyu-depth-v2": "nyu_depth"}
 NO_TEACHER_AXIS = {"teacher", "student", "mst"}
@@ -131,7 +131,7 @@ def not_applicable(dataset: str, method: str, teacher: str) -> str | None:
     "Why `method` with `teacher` cannot run on `dataset`, or None."
     from mst_distill.baselines import CLASSIFICATION_ONLY, CROSS_MODAL_TEACHER_ONLY
     from mst_distill.models import model_spec
-    if method in CROSS_MODAL_TEACHER_ONLY and teacher == "mm": return f"{method} distils from the cross-modal teacher only"
+    if method in CROSS_MODAL_TEACHER_ONLY and teacher == "mm": return f"{method} learns from the other modality's network only"
     if method in CLASSIFICATION_ONLY and model_spec(dataset).dense: return f"{method} supports classification only"
     return None
 

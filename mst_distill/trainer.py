@@ -84,7 +84,7 @@ class RunConfig:
 PROFILES = {
     "smoke": dict(n=200, epochs=1, epochs_s1=1, epochs_s2=1, batch_size=32, eval_batch_size=128, lr=1e-3,
                   hidden_dim_factor=8),
-    # quick: sized so the lite batch (123 runs: every method, both targets, 3 seeds) fits in an hour on 2 CPU cores;
+    # quick: sized so the lite batch (117 runs: every method, both targets, 3 seeds) fits in an hour on 2 CPU cores;
     # batch 32 is also the cheapest per sample on the CPU for the audio network
     "quick": dict(n=2000, epochs=3, epochs_s1=3, epochs_s2=1, batch_size=32, eval_batch_size=256, lr=1e-3,
                   hidden_dim_factor=8),

@@ -5,9 +5,9 @@
 # %% ../nbs/13_baselines.ipynb #29da8008
 from __future__ import annotations
 import contextlib, logging, math
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
@@ -21,56 +21,83 @@ try: import fcntl
 except ImportError: fcntl = None  # no file locks on this platform: concurrent runs may train the same teacher twice
 
 # %% auto #0
-__all__ = ['HEAD_IN', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY', 'MLLD_TEMPERATURES',
-           'MGDFR_SALIENCE', 'baseline_tap', 'hint_pairs', 'forward_with_taps', 'feature_shapes', 'other_modality',
-           'teacher_run_config', 'pretrained', 'distill_objective', 'AlphaSchedule', 'check_method_limits', 'accuracy',
-           'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances',
-           'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives',
-           'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD',
-           'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss',
-           'channel_salience', 'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss',
-           'DML', 'quality_weights', 'softcmkd_loss', 'SoftCMKD']
+__all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
+           'MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'Tap', 'tap_stage', 'baseline_tap', 'hint_pairs', 'forward_with_taps',
+           'feature_shapes', 'other_modality', 'teacher_run_config', 'pretrained', 'distill_objective', 'AlphaSchedule',
+           'check_method_limits', 'accuracy', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss',
+           'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
+           'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss',
+           'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
+           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
+           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
+           'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #930d8435
 HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
 
+POST_STEPS: dict[str, Callable] = {  # steps a `Tap` may apply to the feature it reads
+    "relu": F.relu, "maxpool2": lambda x: F.max_pool2d(x, 2), "flatten": lambda x: x.flatten(1)}
+
+@dataclass(frozen=True)
+class Tap:
+    """The output of stage `stage` of a `StagedNet`, or of its submodule `inner` (a `get_submodule` path inside the
+    stage: "0" is the first layer of an `nn.Sequential` stage), followed by the `post` steps (`POST_STEPS`) in order."""
+    stage: str
+    inner: str | None = None
+    post: tuple[str, ...] = ()
+    def __post_init__(self):
+        object.__setattr__(self, "post", tuple(self.post))
+        bad = [p for p in self.post if p not in POST_STEPS]
+        if bad: raise ConfigError(f"tap {self!r}: unknown step {', '.join(bad)} (known: {', '.join(POST_STEPS)})")
+    def __repr__(self):
+        return self.stage + ("" if self.inner is None else f".{self.inner}") + "".join(f"|{p}" for p in self.post)
+
+def tap_stage(net: StagedNet, tap) -> str:
+    "The stage of `net` a tap (stage name, `HEAD_IN` or `Tap`) reads from."
+    return net.stage_names[-1] if tap == HEAD_IN else tap.stage if isinstance(tap, Tap) else tap
+
+# %% ../nbs/13_baselines.ipynb #7b492cc0
 BASELINE_TAPS: dict[str, dict] = {
     # model name -> role -> tap(s). Roles: feature (RKD, CRD, soft-CMKD), stages (OFA projectors),
-    # salience (MGDFR: the teacher feature whose channels are ranked), proxy (C2KD proxy heads)
+    # salience (MGDFR: the teacher feature whose channels are ranked), proxy (C2KD proxy heads). Sources: the table above.
     "CNN-I": {"feature": "fc1"},
-    "LeNet5": {"feature": "fc1", "stages": ["conv2", "conv3", "fc1"], "salience": "fc1", "proxy": "fc1"},
-    "ThreeLayerCNN-A": {"feature": HEAD_IN, "stages": ["conv2", "conv3"], "salience": "conv3", "proxy": "conv3"},
-    # RAVDESS, VGGSound, CrisisMMD: the penultimate `fc2` (pre-ReLU) for every role
+    "LeNet5": {"feature": "fc1", "stages": [Tap("conv1", "0"), Tap("conv2", "0"), "fc1"], "salience": "fc1", "proxy": "fc1"},
+    "ThreeLayerCNN-A": {"feature": Tap("conv3", post=("maxpool2", "flatten")), "stages": [Tap("conv1", "0"), "conv2", "conv3"],
+                        "salience": "conv3", "proxy": Tap("conv3", post=("relu", "maxpool2"))},
+    # RAVDESS, VGGSound, CrisisMMD: the penultimate `fc2` (pre-ReLU), C2KD's proxies on `fc1` (RAVDESS, VGGSound) / `fc2`
     "DSCNN-I": {"feature": "fc2"},
-    "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
-    "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
+    "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
     "DSCNN-VGGS-I": {"feature": "fc2"},
-    "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
-    "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+    "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
+    "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
     "MLP-I": {"feature": "fc2"},
     "MLP-Vb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
     "MLP-Tb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
-    # NYU-Depth-V2 (segmentation: only MGDFR needs a tap), the bottleneck's decoder group 5
-    "FuseNet-RGBbranch": {"salience": "CBR5_RGB_DEC"},
-    "FuseNet-Dbranch": {"salience": "CBR5_D_DEC"},
+    # NYU-Depth-V2 (segmentation: only MGDFR needs a tap): encoder group 5, before pool 5
+    "FuseNet-RGBbranch": {"salience": "CBR5_RGB_ENC"},
+    "FuseNet-Dbranch": {"salience": "CBR5_DEPTH_ENC"},
 }
 
-FITNETS_HINTS: dict[tuple[str, str], list[tuple[str, str]]] = {
+_PRE_RELU_CONV1 = Tap("conv1", "0")  # AV-MNIST networks: the first convolution, before its ReLU and pooling
+_ENC4 = Tap("enc4", "group")          # FuseNet branches: encoder group 4, before pool 4 (the authors' CBR4_*_ENC)
+FITNETS_HINTS: dict[tuple[str, str], list[tuple]] = {
     # (teacher model, student model) -> [(student tap, teacher tap), ...]
     ("CNN-I", "LeNet5"): [("conv3", "concat"), ("fc1", "fc1")],
     ("CNN-I", "ThreeLayerCNN-A"): [("conv2", "concat"), ("conv3", "fc1")],
-    ("ThreeLayerCNN-A", "LeNet5"): [("conv1", "conv2"), ("conv3", HEAD_IN)],
-    ("LeNet5", "ThreeLayerCNN-A"): [("conv2", "conv1"), ("conv3", "conv3")],
+    ("ThreeLayerCNN-A", "LeNet5"): [(_PRE_RELU_CONV1, "conv2"), (Tap("conv3", post=("relu",)), HEAD_IN)],
+    ("LeNet5", "ThreeLayerCNN-A"): [("conv2", _PRE_RELU_CONV1), (HEAD_IN, Tap("conv3", post=("relu",)))],
     # RAVDESS, VGGSound, CrisisMMD: fc1 -> fc1 and fc2 -> fc2, from the teacher or the other modality's network
     **{pair: [("fc1", "fc1"), ("fc2", "fc2")]
        for t, v, a in (("DSCNN-I", "VisualBranchNet", "AudioBranchNet"),
                        ("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS"), ("MLP-I", "MLP-Vb", "MLP-Tb"))
        for pair in ((t, v), (t, a), (a, v), (v, a))},
-    # NYU-Depth-V2: the student's encoder and decoder group 5 -> the teacher's fused encoder output and decoder group 5
+    # NYU-Depth-V2: the student's encoder and decoder group 5 -> the teacher's fused encoder output and decoder group 5;
+    # between the branches, encoder group 4 (before pooling) and decoder group 4
     ("FuseNet-I", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "after_fusion_identity"), ("CBR5_RGB_DEC", "CBR5_RGBD_DEC")],
     ("FuseNet-I", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "after_fusion_identity"), ("CBR5_D_DEC", "CBR5_RGBD_DEC")],
-    ("FuseNet-Dbranch", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "CBR5_DEPTH_ENC"), ("CBR5_RGB_DEC", "CBR5_D_DEC")],
-    ("FuseNet-RGBbranch", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "CBR5_RGB_ENC"), ("CBR5_D_DEC", "CBR5_RGB_DEC")],
+    ("FuseNet-Dbranch", "FuseNet-RGBbranch"): [(_ENC4, _ENC4), ("CBR4_RGB_DEC", "CBR4_D_DEC")],
+    ("FuseNet-RGBbranch", "FuseNet-Dbranch"): [(_ENC4, _ENC4), ("CBR4_D_DEC", "CBR4_RGB_DEC")],
 }
 
 def baseline_tap(net: StagedNet, role: str):
@@ -80,7 +107,7 @@ def baseline_tap(net: StagedNet, role: str):
         raise ConfigError(f"{net.name}: no '{role}' feature tap for this model in BASELINE_TAPS (add one in nbs/13_baselines.ipynb)")
     return row[role]
 
-def hint_pairs(teacher: StagedNet, student: StagedNet) -> list[tuple[str, str]]:
+def hint_pairs(teacher: StagedNet, student: StagedNet) -> list[tuple]:
     "FitNets' (student tap, teacher tap) pairs for this teacher and student."
     key = (teacher.name, student.name)
     if key not in FITNETS_HINTS:
@@ -96,20 +123,43 @@ def _split_head(net: StagedNet) -> tuple[nn.Module, nn.Linear]:
         raise ConfigError(f"{net.name}: the last stage does not end with a Linear layer, so it has no '{HEAD_IN}' tap")
     return body, linear
 
-def forward_with_taps(net: StagedNet, x, taps: list[str] = ()) -> tuple[torch.Tensor, dict]:
-    "Logits of `net` and its features at `taps` (stage names or `HEAD_IN`)."
+def _inner_module(net: StagedNet, tap: Tap) -> nn.Module:
+    net._index(tap.stage)  # a ConfigError listing the stages if there is no such stage
+    try: return net.stages[tap.stage].get_submodule(tap.inner)
+    except AttributeError: raise ConfigError(f"{net.name}: stage '{tap.stage}' has no submodule '{tap.inner}' (tap {tap!r})") from None
+
+def forward_with_taps(net: StagedNet, x, taps: list = ()) -> tuple[torch.Tensor, dict]:
+    "Logits of `net` and its features at `taps` (stage names, `HEAD_IN`, `Tap`s), keyed by the taps as given."
     taps = list(taps)
-    if HEAD_IN not in taps: return net.run(x, taps=taps)
-    names = net.stage_names
-    h, feats = net.run(x, stop=names[-2], taps=[t for t in taps if t != HEAD_IN])
-    body, linear = _split_head(net)
-    feats[HEAD_IN] = body(h)
-    z = linear(feats[HEAD_IN])
-    if names[-1] in taps: feats[names[-1]] = z
+    tap_objs = [t for t in taps if isinstance(t, Tap)]
+    stage_taps = list(dict.fromkeys([t for t in taps if isinstance(t, str) and t != HEAD_IN]
+                                    + [t.stage for t in tap_objs if t.inner is None]))
+    for name in stage_taps: net._index(name)  # a ConfigError listing the stages for an unknown name
+    inner, hooks = {}, []
+    for key in dict.fromkeys((t.stage, t.inner) for t in tap_objs if t.inner is not None):  # forward hooks: module outputs
+        hook = lambda mod, inp, out, key=key: inner.__setitem__(key, out)
+        hooks.append(_inner_module(net, Tap(*key)).register_forward_hook(hook))
+    try:
+        if HEAD_IN in taps:
+            names = net.stage_names
+            h, got = net.run(x, stop=names[-2], taps=[t for t in stage_taps if t != names[-1]])
+            body, linear = _split_head(net)
+            got[HEAD_IN] = body(h)
+            z = linear(got[HEAD_IN])
+            if names[-1] in stage_taps: got[names[-1]] = z
+        else:
+            z, got = net.run(x, taps=stage_taps)
+    finally:
+        for hook in hooks: hook.remove()
+    feats = {t: got[t] for t in taps if isinstance(t, str)}
+    for t in tap_objs:
+        f = got[t.stage] if t.inner is None else inner[(t.stage, t.inner)]
+        for step in t.post: f = POST_STEPS[step](f)
+        feats[t] = f
     return z, feats
 
 @torch.no_grad()
-def feature_shapes(net: StagedNet, x, taps: list[str]) -> dict[str, tuple]:
+def feature_shapes(net: StagedNet, x, taps: list) -> dict[Any, tuple]:
     "Per-sample shapes of `net`'s features at `taps` for input `x` (a dry run in eval mode)."
     was = net.training; net.eval()
     try: _, feats = forward_with_taps(net, x, taps)
@@ -169,6 +219,10 @@ def pretrained(cfg: RunConfig, kind: str, num_classes: int | None = None) -> Sta
     return net.requires_grad_(False).eval()
 
 # %% ../nbs/13_baselines.ipynb #64825363
+def _fp32(x: torch.Tensor):
+    "A context computing in float32 even under autocast (for the matrix products inside losses; inputs are cast with `.float()`)."
+    return torch.autocast(x.device.type, enabled=False)
+
 def distill_objective(ce: torch.Tensor, term: torch.Tensor, alpha: float) -> torch.Tensor:
     "The baselines' total loss (1-α)·CE + α·L_method."
     return (1 - alpha) * ce + alpha * term
@@ -229,11 +283,11 @@ class TeacherBaseline(Method):
 
     def train_step(self, b):
         zs, terms = self.distill_terms(b)
-        ce = self.ce(zs, b[2])
+        ce = self.ce(zs.float(), b[2])
         return {"loss": distill_objective(ce, terms["distill"], self.schedule.alpha), "ce": ce, **terms}
     def val_step(self, b):
         z = self.predict(b)
-        return {"ce": self.ce(z, b[2]), "acc": accuracy(z, b[2], self.ignore_index)}
+        return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2], self.ignore_index)}
     def distill_stage(self) -> Stage:
         return Stage("distill", self.cfg.epochs, _params(self.parts, self.trained), self.cfg.lr, self.train_step,
                      self.val_step, select="ce", keep=list(self.trained), train_parts=list(self.trained),
@@ -276,8 +330,9 @@ def make_regressor(s_shape: tuple, t_shape: tuple) -> nn.Module:
     raise ConfigError(f"fitnets: no regressor from student features {s_shape} to teacher features {t_shape}")
 
 def hint_loss(regressed: list[torch.Tensor], teacher_feats: list[torch.Tensor]) -> torch.Tensor:
-    "Σ_i MSE(R_i(f_s^i), f_t^i), teacher features detached."
-    return sum(F.mse_loss(r, t.detach()) for r, t in zip(regressed, teacher_feats))
+    "Σ_i MSE(R_i(f_s^i), f_t^i), teacher features detached; in float32."
+    with _fp32(regressed[0]):
+        return sum(F.mse_loss(r.float(), t.detach().float()) for r, t in zip(regressed, teacher_feats))
 
 # %% ../nbs/13_baselines.ipynb #fd2a15b9
 @register_method("fitnets")
@@ -294,7 +349,7 @@ class FitNets(TeacherBaseline):
     def hinted_params(self) -> list:
         "The regressors and every student stage up to the deepest hinted one."
         student = self.parts["student"]; names = student.stage_names
-        last = max(len(names) - 1 if t == HEAD_IN else names.index(t) for t in self.s_taps)
+        last = max(names.index(tap_stage(student, t)) for t in self.s_taps)
         return [p for n in names[:last + 1] for p in student.stages[n].parameters()] + list(self.parts["regressors"].parameters())
 
     def hint_terms(self, b) -> torch.Tensor:
@@ -317,10 +372,6 @@ class FitNets(TeacherBaseline):
         return [hint, self.distill_stage()]
 
 # %% ../nbs/13_baselines.ipynb #cf84906b
-def _fp32(x: torch.Tensor):
-    "A context computing in float32 even under autocast (matrix products of relational losses)."
-    return torch.autocast(x.device.type, enabled=False)
-
 def pairwise_distances(x: torch.Tensor) -> torch.Tensor:
     "(B,B) Euclidean distances between the rows of `x` (B,D); zero diagonal, finite gradients."
     sq = (x * x).sum(1)
@@ -372,6 +423,7 @@ class RKD(TeacherBaseline):
 # %% ../nbs/13_baselines.ipynb #3a333647
 def nce_loss(h: torch.Tensor, n_data: int, eps: float = 1e-7) -> torch.Tensor:
     "CRD's NCE loss of scores `h` (B, 1+K): column 0 the positive, the rest the K negatives; noise P_n = 1/n_data."
+    h = h.float()
     k_pn = (h.shape[1] - 1) / n_data
     log_pos = torch.log(h[:, 0] / (h[:, 0] + k_pn + eps))
     log_neg = torch.log(k_pn / (h[:, 1:] + k_pn + eps))
@@ -455,11 +507,12 @@ class CRD(TeacherBaseline):
 
 # %% ../nbs/13_baselines.ipynb #ae512f98
 def ofa_loss(branch_logits: list[torch.Tensor], teacher_logits: torch.Tensor, y: torch.Tensor, eps: float = 1.1) -> torch.Tensor:
-    "OFA: mean over branches and samples of -Σ_c ((p_t + 1_y)^ε - 1_y)_c · log softmax(z_branch)_c."
-    p_t = F.softmax(teacher_logits.detach().float(), dim=1)
-    onehot = F.one_hot(y, p_t.shape[1]).to(p_t.dtype)
-    target = (p_t + onehot) ** eps - onehot
-    return sum((-(target * F.log_softmax(z.float(), dim=1)).sum(1)).mean() for z in branch_logits) / len(branch_logits)
+    "OFA: mean over branches and samples of -Σ_c ((p_t + 1_y)^ε - 1_y)_c · log softmax(z_branch)_c (in float32)."
+    with _fp32(teacher_logits):
+        p_t = F.softmax(teacher_logits.detach().float(), dim=1)
+        onehot = F.one_hot(y, p_t.shape[1]).to(p_t.dtype)
+        target = (p_t + onehot) ** eps - onehot
+        return sum((-(target * F.log_softmax(z.float(), dim=1)).sum(1)).mean() for z in branch_logits) / len(branch_logits)
 
 def _sep_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_in, 3, stride=2, padding=1, groups=c_in, bias=False),
@@ -513,7 +566,7 @@ class MLLD(TeacherBaseline):
 # %% ../nbs/13_baselines.ipynb #37ca960c
 def kendall_tau(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "Per-row Kendall rank correlation τ-a of `a` and `b` (B, C): (concordant − discordant pairs) / (C(C−1)/2)."
-    C = a.shape[1]
+    a, b, C = a.float(), b.float(), a.shape[1]
     i, j = torch.triu_indices(C, C, 1, device=a.device)
     return ((a[:, i] - a[:, j]).sign() * (b[:, i] - b[:, j]).sign()).sum(1) / (C * (C - 1) / 2)
 
@@ -523,11 +576,12 @@ def non_target(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return z[keep].view(len(z), -1)
 
 def kl_rows(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    "Per-row KL(softmax(target) ‖ softmax(logits)), target detached (temperature 1)."
-    return kd_per_sample(logits, target_logits, 1.0)
+    "Per-row KL(softmax(target) ‖ softmax(logits)), target detached (temperature 1; in float32)."
+    return kd_per_sample(logits.float(), target_logits.float(), 1.0)
 
 def c2kd_loss(zt, zs, pt, ps, y, krc: float = 0.0) -> dict:
     "C2KD: CE of both networks, bidirectional network↔proxy KL, Kendall-masked non-target KL between the proxies."
+    zt, zs, pt, ps = zt.float(), zs.float(), pt.float(), ps.float()
     ce_t, ce_s = F.cross_entropy(zt, y), F.cross_entropy(zs, y)
     proxy_kl = sum(kl_rows(a, b).mean() + kl_rows(b, a).mean() for a, b in ((zt, pt), (zs, ps)))
     mask = (kendall_tau(pt.detach(), ps.detach()) > krc).float()
@@ -537,8 +591,9 @@ def c2kd_loss(zt, zs, pt, ps, y, krc: float = 0.0) -> dict:
             "selected": mask.mean()}
 
 # %% ../nbs/13_baselines.ipynb #4c722b69
-def proxy_head(shape: tuple, num_classes: int, hidden: int = 128) -> nn.Module:
+def proxy_head(shape: tuple, num_classes: int, hidden: int | None = None) -> nn.Module:
     "C2KD proxy: MLP with BatchNorm and LeakyReLU(0.1) on 1-D features; GAP + 1×1 conv + BN + LeakyReLU + Linear on 2-D."
+    hidden = hidden or (shape[0] if len(shape) == 3 else math.prod(shape))  # the authors': the feature's width
     if len(shape) == 3:
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(shape[0], hidden, 1), nn.BatchNorm2d(hidden),
                              nn.LeakyReLU(0.1), nn.Flatten(), nn.Linear(hidden, num_classes))
@@ -559,7 +614,7 @@ class C2KD(Method):
         probe = _probe(data)
         for n, x in (("teacher", self.cross_input(probe)), ("student", self.student_input(probe))):
             shape = feature_shapes(self.parts[n], x, [self.taps[n]])[self.taps[n]]
-            self.parts[f"proxy_{n[0]}"] = proxy_head(shape, self.num_classes, cfg.feat_dim)
+            self.parts[f"proxy_{n[0]}"] = proxy_head(shape, self.num_classes)
         self.trained = ["student", "teacher", "proxy_t", "proxy_s"]
 
     def _outputs(self, b):
@@ -574,7 +629,7 @@ class C2KD(Method):
     def val_step(self, b):
         zs = self.predict(b)
         zt = self.parts["teacher"](self.cross_input(b))
-        return {"ce": self.ce(zs, b[2]), "acc": accuracy(zs, b[2]), "acc_t": accuracy(zt, b[2])}
+        return {"ce": self.ce(zs.float(), b[2]), "acc": accuracy(zs, b[2]), "acc_t": accuracy(zt, b[2])}
     def stages(self):
         return [Stage("co_distill", self.cfg.epochs, _params(self.parts, self.trained), self.cfg.lr, self.train_step,
                       self.val_step, select="ce", keep=list(self.trained), train_parts=list(self.trained))]
@@ -584,7 +639,8 @@ class C2KD(Method):
 MGDFR_SALIENCE = {"smoke": (1, 1), "quick": (2, 2), "paper": (6, 10)}  # profile -> (batches, permutations per batch)
 
 def mgdfr_cotrain_loss(zt: torch.Tensor, zs: torch.Tensor, y: torch.Tensor, ignore_index: int = -100) -> dict:
-    "MGDFR phase 1: CE(z_t) + CE(z_s) + MSE(z_t, z_s)."
+    "MGDFR phase 1: CE(z_t) + CE(z_s) + MSE(z_t, z_s) (in float32)."
+    zt, zs = zt.float(), zs.float()
     ce_t, ce_s = F.cross_entropy(zt, y, ignore_index=ignore_index), F.cross_entropy(zs, y, ignore_index=ignore_index)
     mse = F.mse_loss(zt, zs)
     return {"loss": ce_t + ce_s + mse, "ce_t": ce_t, "ce_s": ce_s, "mse": mse}
@@ -600,9 +656,11 @@ def channel_salience(rest: Callable, f: torch.Tensor, target: torch.Tensor, repe
         perm = torch.randperm(B).to(f.device)
         for c0 in range(0, C, chunk):
             cs = torch.arange(c0, min(C, c0 + chunk), device=f.device)
-            g = f.unsqueeze(0).repeat(len(cs), *([1] * f.ndim))                    # (k, B, C, ...)
-            g[torch.arange(len(cs)), :, cs] = f[perm][:, cs].movedim(1, 0)          # channel cs[k] permuted in copy k
-            z = rest(g.flatten(0, 1)).float().view(len(cs), B, -1)
+            # k copies of the batch as (k·B, C, ...): a sample selection, so per-sample data that a feature map carries
+            # (FuseNet's pooling indices) follow; then channel cs[k] permuted in copy k, written through a (k, B, ...) view
+            g = f[torch.arange(B, device=f.device).repeat(len(cs))]
+            g.view(len(cs), B, *f.shape[1:])[torch.arange(len(cs)), :, cs] = f[perm][:, cs].movedim(1, 0)
+            z = rest(g).float().view(len(cs), B, -1)
             out[cs] += ((z - target.float().reshape(1, B, -1)) ** 2).mean((1, 2))
     return out
 
@@ -641,7 +699,8 @@ class MGDFR(Method):
         self.parts["student"], self.parts["teacher"] = p.student, p.cross  # `student`: the fresh phase-3 student
         self.parts["co_student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
         self.tap = baseline_tap(self.parts["teacher"], "salience")
-        if self.tap == HEAD_IN: raise ConfigError(f"{p.cross.name}: the MGDFR salience tap must be a stage name")
+        if not isinstance(self.tap, str) or self.tap == HEAD_IN:
+            raise ConfigError(f"{p.cross.name}: the MGDFR salience tap must be a stage name (got {self.tap!r})")
         shape = feature_shapes(self.parts["teacher"], self.cross_input(_probe(data)), [self.tap])[self.tap]
         self.parts["salience"] = SalienceState(shape[0])
         self.schedule = AlphaSchedule(cfg.alpha)
@@ -653,7 +712,7 @@ class MGDFR(Method):
         return out
     def co_val(self, b):
         zt, zs = self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b))
-        ce_t, ce_s = self.ce(zt, b[2]), self.ce(zs, b[2])
+        ce_t, ce_s = self.ce(zt.float(), b[2]), self.ce(zs.float(), b[2])
         return {"ce": ce_t + ce_s, "ce_t": ce_t, "ce_s": ce_s, "acc_t": accuracy(zt, b[2])}
     # phase 2
     @torch.no_grad()
@@ -678,10 +737,10 @@ class MGDFR(Method):
             return self.parts["teacher"].run(self.cross_input(b), masks={self.tap: lambda f: freeze_channels(f, keep)})
     def distill_step(self, b):
         zs = self.predict(b)
-        ce, kd = self.ce(zs, b[2]), kd_loss(zs, self.frozen_teacher_logits(b), self.cfg.temperature)
+        ce, kd = self.ce(zs.float(), b[2]), kd_loss(zs.float(), self.frozen_teacher_logits(b).float(), self.cfg.temperature)
         return {"loss": distill_objective(ce, kd, self.schedule.alpha), "ce": ce, "distill": kd}
     def distill_val(self, b):
-        z = self.predict(b); return {"ce": self.ce(z, b[2]), "acc": accuracy(z, b[2])}
+        z = self.predict(b); return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2])}
 
     def stages(self):
         cfg, P = self.cfg, self.parts
@@ -696,7 +755,8 @@ class MGDFR(Method):
 
 # %% ../nbs/13_baselines.ipynb #79ffe1e7
 def dml_loss(zs: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, T: float = 4.0, ignore_index: int = -100) -> dict:
-    "Deep mutual learning: each network's CE plus T²·KL toward the other's detached prediction."
+    "Deep mutual learning: each network's CE plus T²·KL toward the other's detached prediction (in float32)."
+    zs, zp = zs.float(), zp.float()
     ce_s, ce_p = F.cross_entropy(zs, y, ignore_index=ignore_index), F.cross_entropy(zp, y, ignore_index=ignore_index)
     kl_s, kl_p = kd_loss(zs, zp, T), kd_loss(zp, zs, T)
     return {"loss": ce_s + kl_s + ce_p + kl_p, "ce": ce_s, "ce_peer": ce_p, "kl_s": kl_s, "kl_peer": kl_p}
@@ -714,7 +774,7 @@ class DML(Method):
         return dml_loss(self.predict(b), self.parts["peer"](self.cross_input(b)), b[2], self.cfg.temperature, self.void_label)
     def val_step(self, b):
         z, zp = self.predict(b), self.parts["peer"](self.cross_input(b))
-        return {"ce": self.ce(z, b[2]), "acc": accuracy(z, b[2]), "acc_peer": accuracy(zp, b[2])}
+        return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2]), "acc_peer": accuracy(zp, b[2])}
     def stages(self):
         both = ["student", "peer"]
         return [Stage("mutual", self.cfg.epochs, _params(self.parts, both), self.cfg.lr, self.train_step, self.val_step,
@@ -729,7 +789,8 @@ def quality_weights(zt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def softcmkd_loss(fs_proj: torch.Tensor, ft: torch.Tensor, zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor,
                   margin: float = 0.5, T: float = 4.0) -> dict:
-    "Soft-constrained CMKD (this project's reading): quality-weighted margin feature loss + teacher-correct-only KD."
+    "Soft-constrained CMKD (this project's reading): quality-weighted margin feature loss + teacher-correct-only KD (float32)."
+    zs, zt = zs.float(), zt.float()
     w = quality_weights(zt, y)
     d = (F.normalize(fs_proj.flatten(1).float(), dim=1) - F.normalize(ft.detach().flatten(1).float(), dim=1)).norm(dim=1)
     feat = (w * (d - margin).clamp_min(0)).mean()

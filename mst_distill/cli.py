@@ -8,14 +8,14 @@ import argparse, sys, time, json
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import MstDistillError, atomic_write_text
-from .trainer import RunConfig, DATASETS, METHODS, PROFILES, run as run_experiment
+from .trainer import RunConfig, DATASETS, METHODS, PROFILES, INPUT_NORMS, resolve_config, describe_protocol, run as run_experiment
 
 # %% auto #0
 __all__ = ['build_parser', 'main_table', 'main']
 
 # %% ../nbs/09_cli.ipynb #cbd85e8e
 _CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"],
-            "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ["reference", "weighted"],
+            "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ["reference", "weighted"], "input_norm": INPUT_NORMS,
             "precision": ["auto", "fp32", "bf16", "fp16"]}
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -106,6 +106,8 @@ def main_table(results: list[dict]) -> str:
 
 def _cmd_main(a) -> int:
     t0 = time.time(); results = []
+    protocol = describe_protocol(resolve_config(RunConfig(dataset="avmnist-lite", method="mst", profile=a.profile)))
+    print(f"protocol: {protocol}", flush=True)
     for target in ("m1", "m2"):
         for method in ("student", "mst"):
             out = Path(a.out)/f"{method}-{target}"
@@ -114,7 +116,7 @@ def _cmd_main(a) -> int:
                                                     seed=a.seed, out=str(out), device=a.device, progress=a.progress)))
     table = main_table(results)
     minutes = (time.time() - t0) / 60
-    note = f"\navmnist-lite, profile {a.profile}, seed {a.seed}: test accuracy (%), {minutes:.1f} min in all\n"
+    note = f"\navmnist-lite, seed {a.seed}: test accuracy (%), {minutes:.1f} min in all\nprotocol: {protocol}\n"
     atomic_write_text(Path(a.out)/"table.md", table + "\n" + note)
     print("\n" + table + note)
     return 0

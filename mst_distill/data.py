@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #642663ed
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 import csv, io, os, zipfile
@@ -14,8 +14,8 @@ from .core import DataError, atomic_write_text
 
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'first_non_finite', 'PairedData', 'make_split_table',
-           'write_split_file', 'read_split_file', 'split_table', 'split_indices', 'iterate_batches', 'n_batches',
-           'load_npy']
+           'write_split_file', 'read_split_file', 'split_table', 'split_indices', 'channel_stats', 'standardize',
+           'iterate_batches', 'n_batches', 'load_npy']
 
 # %% ../nbs/01_data.ipynb #9f14953b
 def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -149,6 +149,26 @@ def split_indices(table: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
     perm = torch.as_tensor(table[:, seed].copy())
     n = len(perm); a, b = int(0.6 * n), int(0.8 * n)
     return {"train": perm[:a], "val": perm[a:b], "test": perm[b:]}
+
+# %% ../nbs/01_data.ipynb #6858970c
+def channel_stats(x: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    "Mean and std of each channel (dim 1) of `x`, over samples and every other dimension, shaped to broadcast."
+    dims = [0] + list(range(2, x.ndim))
+    x = x.double()  # sums over millions of pixels
+    mean = x.mean(dims, keepdim=True)
+    std = x.var(dims, keepdim=True, unbiased=False).sqrt().clamp_min(eps)
+    return mean.float(), std.float()
+
+def standardize(data: PairedData, train_idx: torch.Tensor) -> tuple[PairedData, dict]:
+    "A copy of `data` with each modality's channels at zero mean and unit std over the samples `train_idx`."
+    out, stats = {}, {}
+    idx = torch.as_tensor(train_idx, device=data.y.device)
+    for name in ("m1", "m2"):
+        x = data.modality(name)
+        mean, std = channel_stats(x[idx])
+        out[name] = (x - mean) / std
+        stats[name] = {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    return replace(data, m1=out["m1"], m2=out["m2"], check=False), stats
 
 # %% ../nbs/01_data.ipynb #de4dfe41
 def iterate_batches(data: PairedData, idx: torch.Tensor, batch_size: int, shuffle: bool = False,

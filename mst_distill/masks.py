@@ -26,6 +26,9 @@ class SelfAttention(nn.Module):
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
         self.naive = False
+        # initialised like nn.MultiheadAttention: xavier-uniform in-projection, zero biases
+        nn.init.xavier_uniform_(self.in_proj.weight)
+        nn.init.zeros_(self.in_proj.bias); nn.init.zeros_(self.out_proj.bias)
 
     def forward(self, x):  # x: (B, L, dim)
         b, l, d = x.shape

@@ -209,7 +209,7 @@ class MSTDistill(Method):
                   select=None, train_parts=["teacher", "cross", "student"]),
             Stage("s2_masks", cfg.epochs_s2, params("masks"), cfg.s2_lr, self.s2_step, self.s2_val,
                   select="score", keep=["masks"], train_parts=["masks"]),
-            Stage("s3_distill", cfg.epochs, params("student", "gate"), cfg.lr, self.s3_step, self.s3_val,
+            Stage("s3_distill", cfg.epochs_s3, params("student", "gate"), cfg.lr, self.s3_step, self.s3_val,
                   select="ce", keep=["student", "gate"], train_parts=["student", "gate"], on_epoch_end=self.s3_epoch_end),
         ]
 

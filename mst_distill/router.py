@@ -36,7 +36,7 @@ def make_gate(num_classes: int, ways: int, dense: bool = False) -> nn.Module:
 def route_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     "Softmax probabilities (B,W) and the indices (B,k) of the k most probable experts per sample."
     if not 1 <= k <= scores.shape[1]: raise ValueError(f"k must be in 1..{scores.shape[1]}, got {k}")
-    probs = torch.softmax(scores, dim=1)
+    probs = torch.softmax(scores.float(), dim=1)  # fp32 under any autocast (CPU autocast keeps softmax in bf16)
     return probs, probs.topk(k, dim=1).indices
 
 def load_balance_loss(probs: torch.Tensor, mode: str = "kl") -> torch.Tensor:

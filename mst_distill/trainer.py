@@ -15,15 +15,16 @@ import torch.nn.functional as F
 from .core import (MstDistillError, ConfigError, DataError, seed_everything, get_rng_state, set_rng_state,
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
-from .data import PairedData, split_indices, iterate_batches, n_batches
+from .data import PairedData, split_indices, iterate_batches, n_batches, standardize
 from .models import use_channels_last, import_dataset_module, build_parts
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'PROFILES', 'PAPER_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
-           'METHOD_MODULES', 'RunConfig', 'resolve_config', 'register_loader', 'register_fixture', 'write_fixture',
-           'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
-           'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser',
-           'optimisation_step', 'Trainer', 'load_run', 'predict_logits', 'run']
+__all__ = ['DATASETS', 'METHODS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
+           'METHOD_MODULES', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader', 'register_fixture',
+           'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method',
+           'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss',
+           'start_stage_optimiser', 'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run', 'predict_logits',
+           'run']
 
 # %% ../nbs/07_trainer.ipynb #a385d0a3
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
@@ -44,12 +45,14 @@ class RunConfig:
     precision: str = "auto"             # auto: bf16 autocast on a capable GPU, fp32 on CPU
     resume: bool = False
     n: int | None = None                # avmnist-lite: number of samples to generate
-    epochs: int | None = None           # main / stage-3 epochs
+    epochs: int | None = None           # every single-stage method: teacher, student, baselines (their teachers too)
     epochs_s1: int | None = None        # MST stage 1 (co-training)
     epochs_s2: int | None = None        # MST stage 2 (mask modules)
+    epochs_s3: int | None = None        # MST stage 3 (routed distillation); default: epochs
     batch_size: int | None = None
     eval_batch_size: int | None = None
     lr: float | None = None
+    input_norm: str | None = None       # reference: the data set's own normalisation; standard: then z-score per channel (train split)
     s1_lr: float | None = None
     s2_lr: float | None = None
     temperature: float = 4.0
@@ -81,20 +84,32 @@ class RunConfig:
     max_batches: int | None = None      # cap on training batches per epoch (0/None: no cap)
     progress: bool = True
 
+INPUT_NORMS = ["reference", "standard"]
+
 PROFILES = {
     "smoke": dict(n=200, epochs=1, epochs_s1=1, epochs_s2=1, batch_size=32, eval_batch_size=128, lr=1e-3,
-                  hidden_dim_factor=8),
-    # quick: sized so the lite batch (117 runs: every method, both targets, 3 seeds) fits in an hour on 2 CPU cores;
+                  hidden_dim_factor=8, input_norm="reference"),
+    # quick: a pipeline check in minutes on 2 CPU cores (the lite protocol, half the epochs: not converged);
     # batch 32 is also the cheapest per sample on the CPU for the audio network
-    "quick": dict(n=2000, epochs=3, epochs_s1=3, epochs_s2=1, batch_size=32, eval_batch_size=256, lr=1e-3,
-                  hidden_dim_factor=8),
+    "quick": dict(n=2000, epochs=4, epochs_s1=2, epochs_s2=1, epochs_s3=2, batch_size=32, eval_batch_size=256, lr=1e-3,
+                  hidden_dim_factor=8, input_norm="standard"),
+    # lite: the offline benchmark (nbs/20_lite_protocol): standardised inputs, every network to convergence,
+    # 8 student epochs for every method (MST-Distill: 4 co-training + 4 routed distillation)
+    "lite": dict(n=2000, epochs=8, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=1e-3,
+                 hidden_dim_factor=8, input_norm="standard"),
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,
-                  hidden_dim_factor=2),
+                  hidden_dim_factor=2, input_norm="reference"),
 }
 # the authors' README: per-data-set batch size and learning rate for the paper profile
 PAPER_DATASET = {"av-mnist": dict(batch_size=512, lr=1e-4), "avmnist-lite": dict(batch_size=512, lr=1e-4),
                  "ravdess": dict(batch_size=32, lr=1e-4), "vggsound-50k": dict(batch_size=512, lr=1e-4),
                  "crisismmd-v2": dict(batch_size=512, lr=5e-3), "nyu-depth-v2": dict(batch_size=6, lr=1e-4)}
+
+def describe_protocol(cfg: RunConfig) -> str:
+    "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."
+    return (f"profile {cfg.profile}: {cfg.n or 'all'} pairs, inputs {cfg.input_norm}, Adam lr {cfg.lr:g}, batch {cfg.batch_size}; "
+            f"{cfg.epochs} epochs for every single-stage network; MST-Distill {cfg.epochs_s1} co-training + "
+            f"{cfg.epochs_s2} masks + {cfg.epochs_s3} distillation; best epoch by validation")
 
 def _check_choice(field_name, value, choices):
     if value not in choices: raise ConfigError(f"{field_name}: expected one of {', '.join(map(str, choices))}, got '{value}'")
@@ -105,14 +120,16 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     _check_choice("target", cfg.target, ["m1", "m2"]); _check_choice("teacher", cfg.teacher, ["mm", "cm"])
     _check_choice("profile", cfg.profile, list(PROFILES)); _check_choice("lb_mode", cfg.lb_mode, ["kl", "cv"])
     _check_choice("router", cfg.router, ["reference", "weighted"])
+    if cfg.input_norm is not None: _check_choice("input_norm", cfg.input_norm, INPUT_NORMS)
     defaults = dict(PROFILES[cfg.profile])
     if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
     filled = {f.name: defaults[f.name] for f in fields(cfg) if getattr(cfg, f.name) is None and f.name in defaults}
     cfg = replace(cfg, **filled)
     # one learning rate per data set in the authors' README: the stage-1 and stage-2 rates follow it unless set
     cfg = replace(cfg, s1_lr=cfg.lr if cfg.s1_lr is None else cfg.s1_lr, s2_lr=cfg.lr if cfg.s2_lr is None else cfg.s2_lr)
+    if cfg.epochs_s3 is None: cfg = replace(cfg, epochs_s3=cfg.epochs)
     if cfg.out is None: cfg = replace(cfg, out=f"runs/{cfg.dataset}/{cfg.method}-{cfg.target}-seed{cfg.seed}")
-    for name in ("epochs", "epochs_s1", "epochs_s2"):
+    for name in ("epochs", "epochs_s1", "epochs_s2", "epochs_s3"):
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}: must be >= 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size", "hidden_dim_factor", "mask_head_num", "mask_layer_num", "k"):
         if getattr(cfg, name) < 1: raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
@@ -235,7 +252,7 @@ class Method:
 
     def ce(self, logits, y):
         "Cross-entropy, ignoring the void label for segmentation."
-        return F.cross_entropy(logits, y, ignore_index=self.void_label)
+        return F.cross_entropy(logits.float(), y, ignore_index=self.void_label)  # fp32 under any autocast
 
     def stages(self) -> list[Stage]: raise NotImplementedError
     def predict(self, b) -> torch.Tensor:
@@ -330,6 +347,14 @@ def optimisation_step(st: Stage, opt, b, autocast=contextlib.nullcontext, where:
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
     return losses
 
+def prepare_inputs(cfg: RunConfig, data: PairedData, splits: dict, log=None) -> PairedData:
+    "`data` as the run's networks see it: standardised with training-split statistics when `cfg.input_norm` asks."
+    if cfg.input_norm != "standard": return data
+    data, stats = standardize(data, splits["train"])
+    if log: log.info("inputs standardised per channel with training-split statistics: " +
+                     "; ".join(f"{m} mean {s['mean'][0]:.4g} std {s['std'][0]:.4g}" for m, s in stats.items()))
+    return data
+
 class Trainer:
     "Runs one `RunConfig` end to end into its run directory."
     def __init__(self, cfg: RunConfig, data: tuple | None = None):
@@ -370,6 +395,7 @@ class Trainer:
         data, table = self._data or load_data(cfg)
         splits = split_indices(table, cfg.seed)
         data = data.to(device)
+        data = prepare_inputs(cfg, data, splits, log)
         log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
         seed_everything(cfg.seed)  # model initialisation does not depend on how the data were obtained
         method = make_method(cfg, data, device)
@@ -481,10 +507,12 @@ def load_run(run_dir, device: str = "cpu") -> tuple[Method, PairedData, dict]:
     cfg = RunConfig(**read_json(rd.config))
     data, table = load_data(replace(cfg, progress=False))
     dev = pick_device(device); data = data.to(dev)
+    splits = split_indices(table, cfg.seed)
+    data = prepare_inputs(cfg, data, splits)
     method = make_method(cfg, data, dev)
     method.parts.load_state_dict(torch.load(rd.checkpoints/"final.pt", map_location=dev, weights_only=False))
     method.parts.to(dev).eval()
-    return method, data, split_indices(table, cfg.seed)
+    return method, data, splits
 
 @torch.no_grad()
 def predict_logits(method: Method, data: PairedData, idx: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

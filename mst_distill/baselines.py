@@ -176,7 +176,7 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
     method, target = ("teacher", "m1") if kind == "mm" else ("student", other_modality(cfg.target))
     tcfg = RunConfig(dataset=cfg.dataset, target=target, method=method, profile=cfg.profile, seed=cfg.seed,
                      data_root=cfg.data_root, n=cfg.n, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-                     eval_batch_size=cfg.eval_batch_size, device=cfg.device, precision=cfg.precision,
+                     eval_batch_size=cfg.eval_batch_size, input_norm=cfg.input_norm, device=cfg.device, precision=cfg.precision,
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
     key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in ("out", "progress", "resume")})
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"

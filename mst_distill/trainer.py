@@ -91,11 +91,12 @@ PROFILES = {
                   hidden_dim_factor=8, input_norm="reference"),
     # quick: a pipeline check in minutes on 2 CPU cores (the lite protocol, half the epochs: not converged);
     # batch 32 is also the cheapest per sample on the CPU for the audio network
-    "quick": dict(n=2000, epochs=4, epochs_s1=2, epochs_s2=1, epochs_s3=2, batch_size=32, eval_batch_size=256, lr=1e-3,
+    "quick": dict(n=2000, epochs=4, epochs_s1=2, epochs_s2=1, epochs_s3=2, batch_size=32, eval_batch_size=256, lr=5e-4,
                   hidden_dim_factor=8, input_norm="standard"),
     # lite: the offline benchmark (nbs/20_lite_protocol): standardised inputs, every network to convergence,
-    # 8 student epochs for every method (MST-Distill: 4 co-training + 4 routed distillation)
-    "lite": dict(n=2000, epochs=8, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=1e-3,
+    # 8 student epochs for every method (MST-Distill: 4 co-training + 4 routed distillation); Adam at 5e-4, since at
+    # 1e-3 the audio network collapsed in MST-Distill's co-training (seed 0)
+    "lite": dict(n=2000, epochs=8, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=5e-4,
                  hidden_dim_factor=8, input_norm="standard"),
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,
                   hidden_dim_factor=2, input_norm="reference"),

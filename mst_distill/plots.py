@@ -40,9 +40,10 @@ def plot_routing(run_dir, split: str = "train"):
     if not rd.routing.exists(): raise DataError(f"{rd.routing}: no routing statistics (only MST-Distill writes them)")
     r = pd.read_csv(rd.routing)
     r = r[r["split"] == split]
-    if split == "train": r = r[r["epoch"] == r["epoch"].astype(int).max()]
+    if split == "train":  # the column also holds "final" (the test split), so pandas reads it as text
+        epochs = r["epoch"].astype(int); r = r[epochs == epochs.max()]
     tab = r.pivot_table(index="class", columns="expert", values="count", aggfunc="sum", sort=False)
-    freq = tab.div(tab.sum(1).replace(0, np.nan), axis=0)
+    freq = tab.div(tab.sum(axis=1).replace(0, np.nan), axis=0)
     fig, ax = plt.subplots(figsize=(1.3 * tab.shape[1] + 2, 0.35 * tab.shape[0] + 1.2))
     sns.heatmap(freq, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"label": "share of samples"})
     ax.set_title(f"routing per class ({split})"); fig.tight_layout()
@@ -54,7 +55,7 @@ def plot_routing_over_epochs(run_dir):
     r = pd.read_csv(rd.routing); r = r[r["split"] == "train"]
     r["epoch"] = r["epoch"].astype(int)
     t = r.groupby(["epoch", "expert"], sort=False)["count"].sum().unstack()
-    t = t.div(t.sum(1), axis=0)
+    t = t.div(t.sum(axis=1), axis=0)
     fig, ax = plt.subplots(figsize=(5, 3))
     for c in t.columns: ax.plot(t.index + 1, t[c], marker="o", ms=3, label=c)
     ax.set_xlabel("stage-3 epoch"); ax.set_ylabel("share of samples"); ax.set_ylim(0, 1); ax.legend(fontsize=7)

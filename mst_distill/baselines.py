@@ -17,8 +17,7 @@ from .data import split_indices
 from .models import StagedNet, build_parts
 from .losses import kd_loss, kd_per_sample
 from .trainer import Method, Stage, RunConfig, register_method, resolve_config
-try: import fcntl
-except ImportError: fcntl = None  # no file locks on this platform: concurrent runs may train the same teacher twice
+from filelock import FileLock
 
 # %% auto #0
 __all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
@@ -174,22 +173,16 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
     cfg = resolve_config(cfg)
     if kind not in ("mm", "cm"): raise ConfigError(f"teacher: expected 'mm' or 'cm', got '{kind}'")
     method, target = ("teacher", "m1") if kind == "mm" else ("student", other_modality(cfg.target))
+    # the multimodal teacher trains `teacher_epochs`; the cross-modal one is a plain student of the other modality
+    epochs = cfg.teacher_epochs if kind == "mm" else cfg.epochs
     tcfg = RunConfig(dataset=cfg.dataset, target=target, method=method, profile=cfg.profile, seed=cfg.seed,
-                     data_root=cfg.data_root, n=cfg.n, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
+                     data_root=cfg.data_root, n=cfg.n, epochs=epochs, teacher_epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                      eval_batch_size=cfg.eval_batch_size, input_norm=cfg.input_norm, device=cfg.device, precision=cfg.precision,
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
     key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in ("out", "progress", "resume")})
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"
     return replace(tcfg, out=str(out))
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally:
-            if fcntl: fcntl.flock(f, fcntl.LOCK_UN)
 
 @contextlib.contextmanager
 def _keep_log_file(log: logging.Logger):
@@ -205,7 +198,8 @@ def pretrained(cfg: RunConfig, kind: str, num_classes: int | None = None) -> Sta
     tcfg = teacher_run_config(cfg, kind)
     rd = RunDir(tcfg.out)
     log = logging.getLogger("mst_distill")
-    with _exclusive(rd.path.parent/f".{rd.path.name}.lock"):
+    rd.path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains this teacher
         if rd.status() == "completed":
             log.info(f"{kind} teacher: reusing {rd.path}")
         else:

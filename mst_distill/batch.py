@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
-from .core import ConfigError, RunDir, atomic_write_json, atomic_write_text, read_json
+from .core import ConfigError, MstDistillError, RunDir, atomic_write_json, atomic_write_text, read_json
 from .trainer import RunConfig, DATASETS, METHODS, PROFILES, resolve_config
 
 # %% auto #0
@@ -187,6 +187,12 @@ def run_state(run_dir) -> str:
     if status in ("completed", "failed"): return status
     return "interrupted" if (rd.checkpoints/"last.pt").exists() and rd.config.exists() else "new"
 
+def _in_use(run_dir) -> str | None:
+    "The one-line refusal when another process holds the run directory's lock, else None."
+    try:
+        with RunDir(run_dir).exclusive(): return None
+    except MstDistillError as e: return str(e)
+
 def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3") -> dict:
     "Run `spec` as a papermill execution of its experiment notebook; returns its summary record (never raises)."
     import papermill as pm
@@ -197,6 +203,10 @@ def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3"
     error = None
     notebook = Path(notebooks or experiments_dir())/f"{EXPERIMENT_NOTEBOOKS[spec.dataset]}.ipynb"
     out.mkdir(parents=True, exist_ok=True)
+    busy = _in_use(out)
+    if busy:  # another run writes there (a hand-started run, another batch): touch nothing
+        return {"run": spec.run_id, "status": "failed", "was": state, "seconds": 0.0, "error": busy,
+                "device": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
     partial, executed = out/".experiment.partial.ipynb", out/"experiment.ipynb"
     try:
         pm.execute_notebook(str(notebook), str(partial), parameters=spec.parameters(runs_dir, resume=state == "interrupted"),
@@ -208,7 +218,8 @@ def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3"
     status = RunDir(out).status()
     if error and status not in ("failed", "completed"):
         # the kernel stopped before the trainer could record the failure (import error, out of memory, ...)
-        atomic_write_json(RunDir(out).metrics, {"status": "failed", "error": error, "config": asdict(spec.config(runs_dir))})
+        if not _in_use(out):
+            atomic_write_json(RunDir(out).metrics, {"status": "failed", "error": error, "config": asdict(spec.config(runs_dir))})
         status = "failed"
     if status == "failed" and not error: error = read_json(RunDir(out).metrics).get("error") or "unknown"
     return {"run": spec.run_id, "status": status, "was": state, "seconds": round(time.time() - t0, 1),

@@ -4,36 +4,45 @@
 
 # %% ../nbs/09_cli.ipynb #99c3cf69
 from __future__ import annotations
-import argparse, sys, time, json
+import argparse, sys, time, json, re, inspect
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import MstDistillError, atomic_write_text
 from .trainer import RunConfig, DATASETS, METHODS, PROFILES, INPUT_NORMS, resolve_config, describe_protocol, run as run_experiment
 
 # %% auto #0
-__all__ = ['build_parser', 'main_table', 'main']
+__all__ = ['OneLineErrors', 'field_help', 'build_parser', 'main_table', 'main']
 
 # %% ../nbs/09_cli.ipynb #cbd85e8e
 _CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"],
             "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ["reference", "weighted"], "input_norm": INPUT_NORMS,
             "precision": ["auto", "fp32", "bf16", "fp16"]}
 
+class OneLineErrors(argparse.ArgumentParser):
+    "argparse that reports a bad command line in one line (the usage is for `--help`); exit status 2."
+    def error(self, message): self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+def field_help() -> dict[str, str]:
+    "The comment beside each `RunConfig` field in its source: the help text of its flag."
+    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+?)\s*$", inspect.getsource(RunConfig), flags=re.M))
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    "One flag per RunConfig field: --field-name (booleans are switches)."
-    defaults = RunConfig()
+    "One flag per RunConfig field: --field-name; a switch --x for a boolean that is off by default, --no-x for one that is on."
+    defaults, helps = RunConfig(), field_help()
     for f in fields(RunConfig):
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
+        default, about = getattr(defaults, f.name), helps.get(f.name, "")
         if isinstance(default, bool):
-            if f.name == "progress": p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
-            else: p.add_argument(flag, action="store_true", help=f"set {f.name}")
+            flag = f"--{'no-' if default else ''}{f.name.replace('_', '-')}"
+            p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", default=default,
+                           help=f"{'turn off: ' if default else ''}{about or f.name}")
             continue
         typ = int if f.type.startswith("int") else float if f.type.startswith("float") else str
-        p.add_argument(flag, type=typ, default=default, choices=_CHOICES.get(f.name),
-                       help=f"(default: {default if default is not None else 'from the profile'})")
+        shown = default if default is not None else "from the profile"
+        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, choices=_CHOICES.get(f.name),
+                       help=f"{about}{'; ' if about else ''}default: {shown}".replace("%", "%%"))
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mst-distill", description="Cross-modal knowledge distillation laboratory (MST-Distill and baselines)")
+    ap = OneLineErrors(prog="mst-distill", description="Cross-modal knowledge distillation laboratory (MST-Distill and baselines)")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="generate a data set")
     dsub = d.add_subparsers(dest="what", required=True)

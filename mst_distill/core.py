@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0553aa91
 from __future__ import annotations
-import os, json, random, logging, tempfile, hashlib, sys
+import os, json, random, logging, tempfile, hashlib, sys, socket, contextlib
 from pathlib import Path
 from typing import Any
 import numpy as np
@@ -92,6 +92,14 @@ def tune_cpu_allocator() -> bool:
 # %% ../nbs/00_core.ipynb #59bca1f1
 _UMASK = os.umask(0); os.umask(_UMASK)
 
+class _RecordingWriter:
+    "A binary file that remembers the OSError of a failed write (torch.save reports one as an opaque RuntimeError)."
+    def __init__(self, f): self.f, self.error = f, None
+    def write(self, b):
+        try: return self.f.write(b)
+        except OSError as e: self.error = e; raise
+    def flush(self): return self.f.flush()
+
 def _atomic_write(path, write) -> Path:
     path = Path(path)
     try:
@@ -99,15 +107,19 @@ def _atomic_write(path, write) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise MstDistillError(f"{path}: cannot write here ({e.strerror or e})") from e
+    f = _RecordingWriter(os.fdopen(fd, "wb"))
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush(); os.fsync(f.fileno())
+        write(f)
+        f.flush(); os.fsync(f.f.fileno())
+        os.fchmod(f.f.fileno(), 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        f.f.close()
         os.replace(tmp, path)
     except BaseException as e:
+        try: f.f.close()
+        except OSError: pass  # the buffer cannot be flushed either: the cause is already known
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError): raise MstDistillError(f"{path}: write failed ({e.strerror or e})") from e
+        cause = e if isinstance(e, OSError) else f.error
+        if cause is not None: raise MstDistillError(f"{path}: write failed ({cause.strerror or cause})") from e
         raise
     return path
 
@@ -163,13 +175,44 @@ class RunDir:
 
     def create(self) -> "RunDir":
         "Make the directory (and its checkpoints folder), with a clear error when that is impossible."
+        probe = self.path/".write-probe"
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
-            probe = self.path/".write-probe"
-            probe.write_text("ok"); probe.unlink()
+            probe.write_text("ok")
         except OSError as e:
             raise MstDistillError(f"{self.path}: cannot create or write the run directory ({e.strerror or e})") from e
+        finally:
+            try: probe.unlink(missing_ok=True)
+            except OSError: pass
         return self
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        "Hold the directory's lock while the block runs; a second writer is refused at once, naming the holder."
+        from filelock import FileLock, Timeout
+        # an OS lock (flock): the kernel releases it when its process dies, so a killed run never blocks a resume
+        lock = FileLock(self.path/".lock", timeout=0)
+        try: lock.acquire()
+        except Timeout:
+            raise MstDistillError(f"{self.path}: in use by another run ({self._holder()}); "
+                                  "wait for it to finish or choose another --out") from None
+        try:
+            atomic_write_text(self.path/".lock.holder", f"host {socket.gethostname()}, PID {os.getpid()}")
+            self.remove_orphans()
+            yield self
+        finally:
+            (self.path/".lock.holder").unlink(missing_ok=True)
+            lock.release()
+
+    def _holder(self) -> str:
+        try: return (self.path/".lock.holder").read_text().strip() or "holder unknown"
+        except OSError: return "holder unknown"
+
+    def remove_orphans(self) -> list[Path]:
+        "Delete the temporary files that a killed atomic write left behind (call with the lock held)."
+        orphans = [p for d in (self.path, self.checkpoints) if d.is_dir() for p in d.glob(".*.tmp")]
+        for p in orphans: p.unlink(missing_ok=True)
+        return orphans
 
     def status(self) -> str | None:
         "The `status` field of `metrics.json`, or None when the run has not finished."

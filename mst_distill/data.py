@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
-import csv, io, os, zipfile
+import csv, io, os, zipfile, logging, hashlib
 import numpy as np
 import torch
-from .core import DataError, atomic_write_text
+from .core import DataError, atomic_write_text, cache_dir, config_hash
 
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'first_non_finite', 'PairedData', 'make_split_table',
-           'write_split_file', 'read_split_file', 'split_table', 'split_indices', 'channel_stats', 'standardize',
-           'iterate_batches', 'n_batches', 'load_npy']
+           'write_split_file', 'read_split_file', 'SplitTable', 'missing_split_file', 'split_table', 'file_sha256',
+           'split_indices', 'channel_stats', 'standardize', 'iterate_batches', 'n_batches', 'load_npy']
 
 # %% ../nbs/01_data.ipynb #9f14953b
 def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -137,10 +137,33 @@ def read_split_file(path, n: int) -> np.ndarray:
             raise DataError(f"{path}: column group_{g} is not a permutation of 0..{n-1}")
     return table
 
-def split_table(path, n: int) -> np.ndarray:
-    "The split table at `path`, first written with the reference's recipe if the file does not exist."
-    if not Path(path).exists(): write_split_file(path, n)
-    return read_split_file(path, n)
+class SplitTable(np.ndarray):
+    "A split table that remembers the file it was read from (`file`), so a run record can name it and its hash."
+    file: Path | None = None
+    def __array_finalize__(self, obj): self.file = getattr(obj, "file", None)
+
+def missing_split_file(path, n: int) -> Path:
+    "Where the split of a data set without `path` is written (the reference's recipe): beside the data only when that folder is writable, else in the cache. Says so in the log."
+    path, log = Path(path), logging.getLogger("mst_distill")
+    if os.access(path.parent, os.W_OK):
+        write_split_file(path, n); log.info(f"{path}: not found; wrote the reference recipe's split for {n} samples there")
+        return path
+    cached = cache_dir()/"splits"/f"{config_hash(str(path.resolve()))}-{path.name}"
+    if not cached.exists(): write_split_file(cached, n)
+    log.info(f"{path}: not found and {path.parent} is read-only; using the reference recipe's split for {n} samples in {cached}")
+    return cached
+
+def split_table(path, n: int) -> SplitTable:
+    "The split table at `path`; when the file does not exist, the reference recipe's split (`missing_split_file`)."
+    path = Path(path)
+    if not path.exists(): path = missing_split_file(path, n)
+    table = read_split_file(path, n).view(SplitTable)
+    table.file = path
+    return table
+
+def file_sha256(path) -> str:
+    "SHA-256 of a file's bytes (hex)."
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 def split_indices(table: np.ndarray, seed: int) -> dict[str, torch.Tensor]:
     "Train/val/test index tensors (60/20/20) from column `group_{seed}` of a split table."

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from .core import (MstDistillError, ConfigError, DataError, seed_everything, get_rng_state, set_rng_state,
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
-from .data import PairedData, split_indices, iterate_batches, n_batches, standardize
+from .data import PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
 from .models import use_channels_last, import_dataset_module, build_parts
 
 # %% auto #0
@@ -33,37 +33,38 @@ METHODS = ["teacher", "student", "mst", "kd", "fitnets", "rkd", "crd", "ofa", "m
 @dataclass
 class RunConfig:
     "Everything that defines a run. `None` fields are filled from the profile (see `resolve_config`)."
-    dataset: str = "avmnist-lite"
+    dataset: str = "avmnist-lite"       # one of DATASETS
     target: str = "m1"                  # the student's modality
-    method: str = "mst"
+    method: str = "mst"                 # one of METHODS
     teacher: str = "mm"                 # baselines: multimodal (mm) or cross-modal unimodal (cm) teacher
-    profile: str = "quick"
+    profile: str = "quick"              # smoke | quick | lite | paper: the defaults of every None field
     seed: int = 0                       # seeds the RNGs and selects split column group_{seed}
     data_root: str | None = None        # folder holding the data set; avmnist-lite: generated and cached if None
     out: str | None = None              # run directory; default runs/{dataset}/{method}-{target}-seed{seed}
-    device: str = "auto"
+    device: str = "auto"                # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"             # auto: bf16 autocast on a capable GPU, fp32 on CPU
-    resume: bool = False
+    resume: bool = False                # continue from checkpoints/last.pt (the config must be the same)
     n: int | None = None                # avmnist-lite: number of samples to generate
     epochs: int | None = None           # every single-stage method: teacher, student, baselines (their teachers too)
     epochs_s1: int | None = None        # MST stage 1 (co-training)
     epochs_s2: int | None = None        # MST stage 2 (mask modules)
     epochs_s3: int | None = None        # MST stage 3 (routed distillation); default: epochs
-    batch_size: int | None = None
-    eval_batch_size: int | None = None
-    lr: float | None = None
+    teacher_epochs: int | None = None   # the multimodal teacher trained alone (`teacher`, the baselines' MM teacher); default: epochs
+    batch_size: int | None = None       # training batch size
+    eval_batch_size: int | None = None  # validation and test batch size
+    lr: float | None = None             # Adam learning rate (single-stage methods, MST stage 3)
     input_norm: str | None = None       # reference: the data set's own normalisation; standard: then z-score per channel (train split)
-    s1_lr: float | None = None
-    s2_lr: float | None = None
-    temperature: float = 4.0
+    s1_lr: float | None = None          # MST stage 1 learning rate; default: lr
+    s2_lr: float | None = None          # MST stage 2 learning rate; default: lr
+    temperature: float = 4.0            # softmax temperature of the distillation terms
     k: int = 1                          # experts per sample
-    mask_layer_num: int = 2
-    mask_head_num: int = 3
-    hidden_dim_factor: int | None = None
+    mask_layer_num: int = 2             # MaskNet attention layers
+    mask_head_num: int = 3              # MaskNet attention heads
+    hidden_dim_factor: int | None = None  # MaskNet token width = feature width / factor
     lb_mode: str = "kl"                 # load balancing: kl | cv
-    w_task: float = 1.0
-    w_kl: float = 1.0
-    w_lb: float = 1.0
+    w_task: float = 1.0                 # MST weight of the task loss
+    w_kl: float = 1.0                   # MST weight of the distillation (KL) terms
+    w_lb: float = 1.0                   # MST weight of the load-balancing loss
     router: str = "reference"           # reference: gate learns from load balancing only | weighted
     stacked_masks: bool = False         # reference option: expert i applies masks 1..i
     naive: bool = False                 # compute every expert on every sample (the reference's cost), for benchmarks
@@ -71,7 +72,7 @@ class RunConfig:
     # baselines (reference defaults; see the baselines notebook)
     alpha: float = 0.5                  # weight of the distillation term, (1-α)·CE + α·L, halved every 30 epochs
     hint_epochs: int | None = None      # FitNets hint phase (default: epochs)
-    hint_lr: float = 1e-3
+    hint_lr: float = 1e-3               # FitNets hint-phase learning rate
     co_epochs: int | None = None        # MGDFR co-training phase (default: epochs)
     feat_dim: int = 128                 # RKD / CRD embedding size
     nce_k: int = 4096                   # CRD negatives per sample
@@ -82,7 +83,7 @@ class RunConfig:
     mgdfr_ratio: float = 0.75           # MGDFR share of least-salient teacher channels replaced by their mean
     margin: float = 0.5                 # soft-constrained CMKD feature margin
     max_batches: int | None = None      # cap on training batches per epoch (0/None: no cap)
-    progress: bool = True
+    progress: bool = True               # progress bars
 
 INPUT_NORMS = ["reference", "standard"]
 
@@ -91,12 +92,13 @@ PROFILES = {
                   hidden_dim_factor=8, input_norm="reference"),
     # quick: a pipeline check in minutes on 2 CPU cores (the lite protocol, half the epochs: not converged);
     # batch 32 is also the cheapest per sample on the CPU for the audio network
-    "quick": dict(n=2000, epochs=4, epochs_s1=2, epochs_s2=1, epochs_s3=2, batch_size=32, eval_batch_size=256, lr=5e-4,
+    "quick": dict(n=2000, epochs=4, teacher_epochs=12, epochs_s1=2, epochs_s2=1, epochs_s3=2, batch_size=32, eval_batch_size=256, lr=5e-4,
                   hidden_dim_factor=8, input_norm="standard"),
     # lite: the offline benchmark (nbs/20_lite_protocol): standardised inputs, every network to convergence,
     # 8 student epochs for every method (MST-Distill: 4 co-training + 4 routed distillation); Adam at 5e-4, since at
-    # 1e-3 the audio network collapsed in MST-Distill's co-training (seed 0)
-    "lite": dict(n=2000, epochs=8, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=5e-4,
+    # 1e-3 the audio network collapsed in MST-Distill's co-training (seed 0); the multimodal teacher trains 24 epochs
+    # because its audio branch starts to learn after 7-17 (20_lite_protocol)
+    "lite": dict(n=2000, epochs=8, teacher_epochs=24, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=5e-4,
                  hidden_dim_factor=8, input_norm="standard"),
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,
                   hidden_dim_factor=2, input_norm="reference"),
@@ -109,7 +111,8 @@ PAPER_DATASET = {"av-mnist": dict(batch_size=512, lr=1e-4), "avmnist-lite": dict
 def describe_protocol(cfg: RunConfig) -> str:
     "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."
     return (f"profile {cfg.profile}: {cfg.n or 'all'} pairs, inputs {cfg.input_norm}, Adam lr {cfg.lr:g}, batch {cfg.batch_size}; "
-            f"{cfg.epochs} epochs for every single-stage network; MST-Distill {cfg.epochs_s1} co-training + "
+            f"{cfg.epochs} epochs for every student and unimodal network, {cfg.teacher_epochs} for the multimodal teacher "
+            f"trained alone; MST-Distill {cfg.epochs_s1} co-training + "
             f"{cfg.epochs_s2} masks + {cfg.epochs_s3} distillation; best epoch by validation")
 
 def _check_choice(field_name, value, choices):
@@ -129,15 +132,29 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     # one learning rate per data set in the authors' README: the stage-1 and stage-2 rates follow it unless set
     cfg = replace(cfg, s1_lr=cfg.lr if cfg.s1_lr is None else cfg.s1_lr, s2_lr=cfg.lr if cfg.s2_lr is None else cfg.s2_lr)
     if cfg.epochs_s3 is None: cfg = replace(cfg, epochs_s3=cfg.epochs)
+    if cfg.teacher_epochs is None: cfg = replace(cfg, teacher_epochs=cfg.epochs)
     if cfg.out is None: cfg = replace(cfg, out=f"runs/{cfg.dataset}/{cfg.method}-{cfg.target}-seed{cfg.seed}")
-    for name in ("epochs", "epochs_s1", "epochs_s2", "epochs_s3"):
+    for name in ("epochs", "epochs_s1", "epochs_s2", "epochs_s3", "teacher_epochs"):
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}: must be >= 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size", "hidden_dim_factor", "mask_head_num", "mask_layer_num", "k"):
         if getattr(cfg, name) < 1: raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
     if cfg.k > 2 * cfg.mask_layer_num:
         raise ConfigError(f"k: at most 2·mask_layer_num = {2 * cfg.mask_layer_num} experts exist, got k={cfg.k}")
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
+    _check_numbers(cfg)
     return cfg
+
+_POSITIVE = ("lr", "s1_lr", "s2_lr", "hint_lr", "temperature", "nce_t", "ofa_eps")
+_NON_NEGATIVE = ("w_task", "w_kl", "w_lb", "alpha", "nce_momentum", "mgdfr_ratio", "margin")
+
+def _check_numbers(cfg: RunConfig) -> None:
+    "Every float setting is finite; rates and temperatures are > 0, weights and ratios >= 0."
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if not isinstance(v, float): continue
+        low = "> 0" if f.name in _POSITIVE else ">= 0" if f.name in _NON_NEGATIVE else None
+        if not math.isfinite(v) or (low == "> 0" and v <= 0) or (low == ">= 0" and v < 0):
+            raise ConfigError(f"{f.name}: expected a finite number{' ' + low if low else ''}, got {v}")
 
 # %% ../nbs/07_trainer.ipynb #517ff6ac
 DATA_LOADERS: dict[str, Callable[[RunConfig], tuple[PairedData, np.ndarray]]] = {}
@@ -280,7 +297,7 @@ class TeacherOnly(Method):
         super().__init__(cfg, data, device)
         self.parts["teacher"] = build_parts(cfg.dataset, cfg.target, self.num_classes).teacher
     def predict(self, b): return self.parts["teacher"](self.teacher_input(b))
-    def stages(self): return [supervised_stage(self, "teacher", self.predict, self.cfg.epochs, self.cfg.lr)]
+    def stages(self): return [supervised_stage(self, "teacher", self.predict, self.cfg.teacher_epochs, self.cfg.lr)]
 
 class StudentOnly(Method):
     "`student`: the target modality's network trained without distillation (the 'w/o KD' row)."
@@ -367,28 +384,48 @@ class Trainer:
         "Train and evaluate; returns the metrics dict (also written to metrics.json). Failures are recorded."
         cfg, rd = self.cfg, self.rd
         rd.create()
-        self.log = get_logger("mst_distill", file=rd.log)
-        if rd.metrics.exists() and not cfg.resume: rd.metrics.unlink()  # a fresh run replaces an old record
+        with rd.exclusive():                  # one writer per run directory
+            done = self._refuse_or_reuse()    # a refusal changes nothing in the directory
+            if done is not None: return done
+            self.log = get_logger("mst_distill", file=rd.log)
+            if rd.metrics.exists() and not cfg.resume: rd.metrics.unlink()  # the record of a failed attempt
+            try:
+                metrics = self._run()
+            except BaseException as e:
+                self._record_failure(e)
+                raise
+            finally:
+                get_logger("mst_distill")  # close the run.log handler
+        return metrics
+
+    def _refuse_or_reuse(self) -> dict | None:
+        "Checks before anything is written: a completed run is never overwritten; a resume must keep the config."
+        cfg, rd = self.cfg, self.rd
+        if cfg.resume and rd.config.exists():
+            old = read_json(rd.config)
+            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in ("resume", "progress", "device") and old.get(k) != v}
+            if diff: raise ConfigError(f"{rd.config}: --resume with a different config: {diff}")
+        if rd.status() == "completed":
+            if not cfg.resume:
+                raise ConfigError(f"{rd.path}: holds a completed run; choose another --out, or delete the directory to train again")
+            get_logger("mst_distill").info(f"{rd.path}: already completed, nothing to resume")
+            return read_json(rd.metrics)
+        return None
+
+    def _record_failure(self, e: BaseException) -> None:
+        rd = self.rd
+        msg = str(e) if isinstance(e, MstDistillError) else f"{type(e).__name__}: {e}"
         try:
-            metrics = self._run()
-        except BaseException as e:
-            msg = str(e) if isinstance(e, MstDistillError) else f"{type(e).__name__}: {e}"
-            atomic_write_json(rd.metrics, {"status": "failed", "error": msg, "config": asdict(cfg),
+            atomic_write_json(rd.metrics, {"status": "failed", "error": msg, "config": asdict(self.cfg),
                                            "traceback": traceback.format_exc(limit=8)})
             with open(rd.log, "a") as f: f.write(f"{time.strftime('%H:%M:%S')} ERROR run failed: {msg}\n")
-            raise
-        finally:
-            get_logger("mst_distill")  # close the run.log handler
-        return metrics
+        except (OSError, MstDistillError) as write_error:  # e.g. the disk is full: the message still reaches the user
+            self.log.error(f"run failed: {msg}; its record could not be written: {write_error}")
 
     def _run(self) -> dict:
         cfg, rd, log = self.cfg, self.rd, self.log
         t_start = time.time()
         ckpt_path = rd.checkpoints/"last.pt"
-        if cfg.resume and rd.config.exists():
-            old = read_json(rd.config)
-            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in ("resume", "progress", "device") and old.get(k) != v}
-            if diff: raise ConfigError(f"{rd.config}: --resume with a different config: {diff}")
         atomic_write_json(rd.config, asdict(cfg))
         seed_everything(cfg.seed)
         device = pick_device(cfg.device); amp = pick_precision(cfg.precision, device)
@@ -453,9 +490,12 @@ class Trainer:
         out.update(method.after_training(data, splits, rd))
         for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
         atomic_torch_save(method.parts.state_dict(), rd.checkpoints/"final.pt")
+        if getattr(table, "file", None) is not None:  # the split the run used, so a table can be traced to it
+            out["split_file"] = {"path": str(table.file), "sha256": file_sha256(table.file)}
         out["seconds"] = round(time.time() - t_start, 1)
         out["device"] = str(device); out["torch"] = torch.__version__
         atomic_write_json(rd.metrics, out)
+        ckpt_path.unlink(missing_ok=True)  # a completed run needs only final.pt; last.pt exists for resuming
         log.info(f"test accuracy={out['test']['accuracy']:.4f} macro_f1={out['test']['macro_f1']:.4f} -> {rd.metrics}")
         return out
 

@@ -50,14 +50,46 @@ def test_sigkill_then_resume_matches_uninterrupted(lite_root, tmp_path, uninterr
     assert rows((out / "history.csv").read_text()) == rows(ref_history)
 
 
-def test_resume_with_a_different_config_is_refused(lite_root, tmp_path):
+def student(lite_root, out, *extra):
+    return ["run", "--dataset", "avmnist-lite", "--data-root", lite_root, "--method", "student", "--profile", "smoke",
+            "--out", out, "--no-progress", *extra]
+
+
+def snapshot(run_dir):
+    "Every file of a run directory with its bytes."
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_refused_runs_leave_a_completed_record_byte_identical(lite_root, tmp_path):
     out = tmp_path / "run"
-    r = cli("run", "--dataset", "avmnist-lite", "--data-root", lite_root, "--method", "student", "--profile", "smoke",
-            "--out", out, "--no-progress")
-    assert r.returncode == 0
-    r = cli("run", "--dataset", "avmnist-lite", "--data-root", lite_root, "--method", "student", "--profile", "smoke",
-            "--out", out, "--no-progress", "--resume", "--lr", "0.5")
-    assert r.returncode == 1 and "different config" in r.stderr and "lr" in r.stderr
+    assert cli(*student(lite_root, out)).returncode == 0
+    before = snapshot(out)
+    for extra, says in ((["--resume", "--lr", "0.5"], "different config"), (["--resume", "--seed", "3"], "different config"),
+                        ([], "holds a completed run")):
+        r = cli(*student(lite_root, out, *extra))
+        lines = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 1 and len(lines) == 1 and says in lines[0], r.stderr
+        assert snapshot(out) == before, extra
+    r = cli(*student(lite_root, out, "--resume"))  # the same config: nothing to resume, the record is returned
+    assert r.returncode == 0 and "already completed" in r.stderr and snapshot(out) == before
+
+
+def test_a_second_run_into_the_same_directory_is_refused(lite_root, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([*CLI, *map(str, student(lite_root, out, "--epochs", "3"))],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    holder, t0 = out / ".lock.holder", time.time()
+    while not holder.exists() and first.poll() is None and time.time() - t0 < 120: time.sleep(0.01)
+    assert holder.exists(), "the first run never took the lock"
+    second = cli(*student(lite_root, out, "--seed", "1"))
+    lines = [l for l in second.stderr.splitlines() if l.strip()]
+    assert second.returncode == 1 and len(lines) == 1, second.stderr
+    assert f"{out}: in use by another run (host " in lines[0] and f"PID {first.pid})" in lines[0]
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
+    rec = json.loads((out / "metrics.json").read_text())
+    assert rec["status"] == "completed" and rec["seed"] == 0  # the first run's record, complete
+    assert json.loads((out / "config.json").read_text())["seed"] == 0
+    assert (out / "run.log").read_text().count(" on PairedData(") == 1  # the refused run wrote no line
 
 
 def test_nan_loss_stops_the_run_as_failed(lite_root, tmp_path):

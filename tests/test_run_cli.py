@@ -17,7 +17,7 @@ def test_mst_smoke_run_writes_the_run_directory(lite_root, tmp_path, target):
         assert key in m["test"]
     stages = [l.split(",")[0] for l in (out / "history.csv").read_text().splitlines()[1:]]
     assert stages == ["s1_cotrain", "s2_masks", "s3_distill"]
-    assert (out / "routing.csv").exists() and (out / "checkpoints" / "last.pt").exists()
+    assert (out / "routing.csv").exists() and [p.name for p in (out / "checkpoints").iterdir()] == ["final.pt"]
     with np.load(out / "masks.npz") as z:
         assert len(z.files) == 4 and all(z[k].shape[0] == 10 for k in z.files)
     cfg = json.loads((out / "config.json").read_text())
@@ -34,7 +34,17 @@ def test_table_row_methods_complete(lite_root, tmp_path, method):
 
 def test_unknown_method_is_a_clear_error(tmp_path):
     r = cli("run", "--method", "nope", "--out", tmp_path / "run")
-    assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "argument --method: invalid choice: 'nope'" in lines[0], r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "nan"), ("--lr", "0"), ("--temperature", "-1"), ("--w-kl", "inf")])
+def test_bad_numbers_are_one_line(tmp_path, flag, value):
+    r = cli("run", "--profile", "smoke", flag, value, "--out", tmp_path / "run", "--no-progress")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "expected a finite number" in lines[0], r.stderr
+    assert lines[0].startswith(f"error: {flag[2:].replace('-', '_')}: ")
 
 
 @pytest.mark.slow

@@ -19,12 +19,12 @@ from .data import PairedData, split_indices, iterate_batches, n_batches, standar
 from .models import use_channels_last, import_dataset_module, build_parts
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
-           'METHOD_MODULES', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader', 'register_fixture',
-           'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method',
-           'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss',
-           'start_stage_optimiser', 'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run', 'predict_logits',
-           'run']
+__all__ = ['DATASETS', 'METHODS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS',
+           'METHOD_CLASSES', 'METHOD_MODULES', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
+           'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
+           'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method',
+           'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run',
+           'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory']
 
 # %% ../nbs/07_trainer.ipynb #a385d0a3
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
@@ -108,6 +108,9 @@ PAPER_DATASET = {"av-mnist": dict(batch_size=512, lr=1e-4), "avmnist-lite": dict
                  "ravdess": dict(batch_size=32, lr=1e-4), "vggsound-50k": dict(batch_size=512, lr=1e-4),
                  "crisismmd-v2": dict(batch_size=512, lr=5e-3), "nyu-depth-v2": dict(batch_size=6, lr=1e-4)}
 
+# smoke runs on a 2-core, 24 GiB machine: NYU-Depth-V2's 480×640 maps need small batches (batch 32 was killed at 17 GB)
+SMOKE_DATASET = {"nyu-depth-v2": dict(batch_size=2, eval_batch_size=4)}
+
 def describe_protocol(cfg: RunConfig) -> str:
     "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."
     return (f"profile {cfg.profile}: {cfg.n or 'all'} pairs, inputs {cfg.input_norm}, Adam lr {cfg.lr:g}, batch {cfg.batch_size}; "
@@ -127,6 +130,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if cfg.input_norm is not None: _check_choice("input_norm", cfg.input_norm, INPUT_NORMS)
     defaults = dict(PROFILES[cfg.profile])
     if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
+    if cfg.profile == "smoke": defaults.update(SMOKE_DATASET.get(cfg.dataset, {}))
     filled = {f.name: defaults[f.name] for f in fields(cfg) if getattr(cfg, f.name) is None and f.name in defaults}
     cfg = replace(cfg, **filled)
     # one learning rate per data set in the authors' README: the stage-1 and stage-2 rates follow it unless set
@@ -437,6 +441,9 @@ class Trainer:
         log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
         seed_everything(cfg.seed)  # model initialisation does not depend on how the data were obtained
         method = make_method(cfg, data, device)
+        est = check_memory(cfg, method, data, device)  # refuse now rather than be killed by the kernel later
+        log.info(f"memory: a training step needs at least {est['need'] / 2**30:.2f} GiB"
+                 + (f", {est['available'] / 2**30:.1f} GiB available" if est["available"] is not None else ""))
         method.parts.to(device)
         if cfg.channels_last: use_channels_last(method.parts)
         stages = method.stages()
@@ -565,3 +572,56 @@ def run(cfg: RunConfig | None = None, **kw) -> dict:
     "Run one experiment: `run(RunConfig(...))` or `run(dataset=..., method=..., ...)`."
     cfg = replace(cfg or RunConfig(), **kw)
     return Trainer(cfg).run()
+
+# %% ../nbs/07_trainer.ipynb #3e9132a7
+def available_memory(device: torch.device) -> int | None:
+    "Bytes the process can still allocate on `device`: free GPU memory, or MemAvailable capped by a cgroup limit; None if unknown."
+    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(l.split()[1]) * 1024 for l in f if l.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError): pass
+    try:  # a container's limit (cgroup v2)
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            left = int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError): pass
+    return avail
+
+@torch.no_grad()
+def activation_bytes(cfg: RunConfig, data: PairedData) -> int:
+    "Bytes of all module outputs of the teacher and both unimodal networks of `cfg` for one sample (float32)."
+    with torch.random.fork_rng(devices=[]):  # building throwaway networks must not move the run's random streams
+        parts = build_parts(cfg.dataset, cfg.target, data.num_classes)
+    other = "m2" if cfg.target == "m1" else "m1"
+    x = {m: data.modality(m)[:1].float().cpu() for m in ("m1", "m2")}
+    # storage -> output, kept alive so that no address is reused: an in-place output is the memory of its input
+    seen = {}
+    def count(module, inputs, out):
+        for t in (out if isinstance(out, (tuple, list)) else [out]):
+            if torch.is_tensor(t) and t.is_floating_point(): seen[t.untyped_storage().data_ptr()] = t
+    for net, inp in ((parts.teacher, (x["m1"], x["m2"])), (parts.student, x[cfg.target]), (parts.cross, x[other])):
+        hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+        try: net.eval()(inp)
+        finally:
+            for h in hooks: h.remove()
+    return sum(t.numel() * 4 for t in seen.values())
+
+def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: torch.device, available: int | None = None) -> dict:
+    "Refuse (one line) a run whose training step cannot fit in the memory left; returns the estimate in bytes."
+    per_sample = activation_bytes(cfg, data)
+    weights = 16 * sum(p.numel() for p in method.parts.parameters())  # fp32 weights, gradients, Adam's m and v
+    # every module output counted is more than autograd keeps: on NYU-Depth-V2's fixture 5.8 GiB per sample are counted
+    # and about 2.5 GiB were used (batch 2 peaked at 7.4 GB), so half the count is the estimate
+    need = weights + cfg.batch_size * per_sample // 2
+    available = available_memory(device) if available is None else available
+    est = {"need": need, "per_sample": per_sample, "weights": weights, "available": available}
+    if available is not None and need > 0.9 * available:
+        fits = max(0, int((0.9 * available - weights) // (per_sample / 2)))
+        raise ConfigError(f"memory: a training step of {cfg.dataset} at batch_size {cfg.batch_size} needs at least "
+                          f"{need / 2**30:.1f} GiB ({per_sample / 2**20:.0f} MiB of activations per sample), "
+                          f"{available / 2**30:.1f} GiB are available on {device.type}; "
+                          + (f"use --batch-size {fits} or less" if fits else "this machine cannot run it"))
+    return est

@@ -97,7 +97,7 @@ PROFILES = {
     # lite: the offline benchmark (nbs/20_lite_protocol): standardised inputs, every network to convergence,
     # 8 student epochs for every method (MST-Distill: 4 co-training + 4 routed distillation); Adam at 5e-4, since at
     # 1e-3 the audio network collapsed in MST-Distill's co-training (seed 0); the multimodal teacher trains 24 epochs
-    # because its audio branch starts to learn after 7-17 (20_lite_protocol)
+    # because its audio branch starts to learn after 7-16 (20_lite_protocol)
     "lite": dict(n=2000, epochs=8, teacher_epochs=24, epochs_s1=4, epochs_s2=2, epochs_s3=4, batch_size=32, eval_batch_size=256, lr=5e-4,
                  hidden_dim_factor=8, input_norm="standard"),
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,

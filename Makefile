@@ -1,6 +1,7 @@
 # mst_distill: every target is idempotent and sets up what it needs.
 #   make run    the main job: student and MST-Distill, both targets, on the offline avmnist-lite (quick profile)
 #   make tables the core of the lite reproduction (MST-Distill, KD with both teachers, 3 seeds), then its tables
+#   make tables-relational  RKD and CRD with both teachers (3 seeds), into the same run store
 #   make tables-full  every method of the lite reproduction (hours on 2 cores), into the same run store
 #   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks)
 #   make lab    JupyterLab on this project
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run tables tables-full test test-slow sync-check lab readme clean
+.PHONY: setup sysdeps run tables tables-relational tables-full test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -45,6 +46,8 @@ define lite_batch
 endef
 tables: setup
 	$(call lite_batch,manifests/lite-core.yaml)
+tables-relational: setup
+	$(call lite_batch,manifests/lite-relational.yaml)
 tables-full: setup
 	$(call lite_batch,manifests/lite.yaml)
 

@@ -179,7 +179,9 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
                      data_root=cfg.data_root, n=cfg.n, epochs=epochs, teacher_epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                      eval_batch_size=cfg.eval_batch_size, input_norm=cfg.input_norm, device=cfg.device, precision=cfg.precision,
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
-    key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in ("out", "progress", "resume")})
+    # the key leaves out what a teacher run never reads (pool: MST-Distill only; variant: a label), so adding such a
+    # field keeps existing caches valid
+    key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in ("out", "progress", "resume", "pool", "variant")})
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"
     return replace(tcfg, out=str(out))
 

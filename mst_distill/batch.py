@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_batch.ipynb #c1a4b805
 from __future__ import annotations
-import os, time
+import os, re, time
 from collections import Counter
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -13,17 +13,18 @@ from .core import ConfigError, MstDistillError, RunDir, atomic_write_json, atomi
 from .trainer import RunConfig, DATASETS, METHODS, PROFILES, resolve_config
 
 # %% auto #0
-__all__ = ['AXES', 'DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'EXPERIMENT_NOTEBOOKS', 'NO_TEACHER_AXIS', 'NOTEBOOK_PARAMETERS',
-           'Manifest', 'parse_manifest', 'load_manifest', 'RunSpec', 'not_applicable', 'expand', 'schedule',
-           'check_runs', 'experiments_dir', 'run_state', 'execute_run', 'worker_environments', 'summary_markdown',
-           'prepare_offline_data', 'run_batch']
+__all__ = ['AXES', 'DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'EXPERIMENT_NOTEBOOKS', 'NO_TEACHER_AXIS',
+           'NOTEBOOK_PARAMETERS', 'Manifest', 'parse_manifest', 'load_manifest', 'RunSpec', 'not_applicable', 'expand',
+           'schedule', 'check_runs', 'experiments_dir', 'run_state', 'execute_run', 'worker_environments',
+           'summary_markdown', 'prepare_offline_data', 'run_batch']
 
 # %% ../nbs/18_batch.ipynb #b192de57
 AXES = {"datasets": DATASETS, "targets": ["m1", "m2"], "methods": METHODS, "teachers": ["mm", "cm"]}
 DEFAULTS = {"targets": ["m1", "m2"], "teachers": ["mm", "cm"], "profile": "quick", "overrides": {}}
 REQUIRED = ["datasets", "methods", "seeds"]
 # run-config fields that the manifest's axes own, so an override may not set them
-AXIS_FIELDS = {"dataset", "target", "method", "teacher", "seed", "profile", "out", "resume", "progress"}
+AXIS_FIELDS = {"dataset", "target", "method", "teacher", "seed", "profile", "out", "resume", "progress", "variant"}
+VARIANT_LABEL = re.compile(r"[a-z0-9][a-z0-9_.=-]*")  # a variant's label is part of its run directories' names
 
 @dataclass
 class Manifest:
@@ -35,6 +36,7 @@ class Manifest:
     teachers: list[str] = field(default_factory=lambda: ["mm", "cm"])
     profile: str = "quick"
     overrides: dict[str, dict] = field(default_factory=dict)
+    variants: dict[str, dict] = field(default_factory=dict)  # label -> run settings; crossed with the other axes
     source: str = "manifest"   # where it came from, for error messages
 
 def _as_list(value, key: str, where: str) -> list:
@@ -47,26 +49,38 @@ def _field_type(name: str) -> type:
     ann = {f.name: f.type for f in fields(RunConfig)}[name]
     return bool if ann.startswith("bool") else int if ann.startswith("int") else float if ann.startswith("float") else str
 
-def _check_override(where: str, name: str, settings) -> dict:
+def _check_settings(where: str, settings) -> dict:
+    "Run settings given by a manifest (`where` names them: overrides.NAME or variants.LABEL), checked key by key."
     known = {f.name for f in fields(RunConfig)}
-    if name not in DATASETS and name not in METHODS:
-        raise ConfigError(f"{where}: overrides.{name}: expected a data set or method name "
-                          f"({', '.join(DATASETS + METHODS)})")
-    if not isinstance(settings, dict): raise ConfigError(f"{where}: overrides.{name}: expected a mapping of run settings")
+    if not isinstance(settings, dict): raise ConfigError(f"{where}: expected a mapping of run settings")
     for key, value in settings.items():
-        if key in AXIS_FIELDS: raise ConfigError(f"{where}: overrides.{name}.{key}: set by the manifest's axes or the batch, not an override")
-        if key not in known: raise ConfigError(f"{where}: overrides.{name}.{key}: not a run setting (see `mst-distill run --help`)")
+        if key in AXIS_FIELDS: raise ConfigError(f"{where}.{key}: set by the manifest's axes or the batch, not here")
+        if key not in known: raise ConfigError(f"{where}.{key}: not a run setting (see `mst-distill run --help`)")
         typ = _field_type(key)
         ok = value is None or isinstance(value, typ) or (typ is float and isinstance(value, int) and not isinstance(value, bool))
         if not ok or (typ is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: overrides.{name}.{key}: expected {typ.__name__}, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected {typ.__name__}, got {value!r}")
     return dict(settings)
+
+def _check_override(where: str, name: str, settings) -> dict:
+    if name not in DATASETS and name not in METHODS:
+        raise ConfigError(f"{where}: overrides.{name}: expected a data set or method name "
+                          f"({', '.join(DATASETS + METHODS)})")
+    return _check_settings(f"{where}: overrides.{name}", settings)
+
+def _check_variants(where: str, variants) -> dict[str, dict]:
+    if not isinstance(variants, dict) or not variants:
+        raise ConfigError(f"{where}: variants: expected a mapping from a label to run settings, e.g. {{no-routing: {{router: uniform}}}}")
+    for label in variants:
+        if not isinstance(label, str) or not VARIANT_LABEL.fullmatch(label):
+            raise ConfigError(f"{where}: variants: label {label!r}: expected lower-case letters, digits and - _ . = (it names run directories)")
+    return {label: _check_settings(f"{where}: variants.{label}", s or {}) for label, s in variants.items()}
 
 def parse_manifest(raw, where: str = "manifest") -> Manifest:
     "Validate a manifest given as a dict (as read from YAML); errors name the key and what was expected."
     if not isinstance(raw, dict): raise ConfigError(f"{where}: expected a mapping with keys {', '.join(REQUIRED)}, ...")
-    unknown = sorted(set(raw) - set(AXES) - {"seeds", "profile", "overrides"})
-    if unknown: raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (expected datasets, targets, methods, teachers, seeds, profile, overrides)")
+    unknown = sorted(set(raw) - set(AXES) - {"seeds", "profile", "overrides", "variants"})
+    if unknown: raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (expected datasets, targets, methods, teachers, seeds, profile, overrides, variants)")
     missing = [k for k in REQUIRED if k not in raw]
     if missing: raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
     got = {**DEFAULTS, **raw}
@@ -82,8 +96,9 @@ def parse_manifest(raw, where: str = "manifest") -> Manifest:
     overrides = got["overrides"] or {}
     if not isinstance(overrides, dict): raise ConfigError(f"{where}: overrides: expected a mapping of data set or method names")
     overrides = {name: _check_override(where, name, s or {}) for name, s in overrides.items()}
+    variants = _check_variants(where, raw["variants"]) if "variants" in raw else {}
     return Manifest(lists["datasets"], lists["methods"], list(seeds), lists["targets"], lists["teachers"],
-                    got["profile"], overrides, where)
+                    got["profile"], overrides, variants, where)
 
 def load_manifest(path) -> Manifest:
     "Read and validate a YAML manifest."
@@ -109,16 +124,18 @@ class RunSpec:
     seed: int
     profile: str
     settings: dict = field(default_factory=dict)
+    variant: str = ""          # a manifest variant's label; "" for the plain cross product
 
     @property
     def run_id(self) -> str:
         teacher = "" if self.method in NO_TEACHER_AXIS else f"-{self.teacher}"
-        return f"{self.dataset}/{self.method}{teacher}-{self.target}-seed{self.seed}"
+        variant = f"-{self.variant}" if self.variant else ""
+        return f"{self.dataset}/{self.method}{teacher}{variant}-{self.target}-seed{self.seed}"
 
     def config(self, runs_dir) -> RunConfig:
         return RunConfig(dataset=self.dataset, method=self.method, target=self.target, teacher=self.teacher,
                          seed=self.seed, profile=self.profile, out=str(Path(runs_dir)/self.run_id), progress=False,
-                         **self.settings)
+                         variant=self.variant, **self.settings)
 
     def parameters(self, runs_dir, resume: bool = False) -> dict:
         "The papermill parameters of the experiment notebook."
@@ -126,6 +143,7 @@ class RunSpec:
                  profile=self.profile, out=str(Path(runs_dir).resolve()/self.run_id))
         p.update({k: v for k, v in self.settings.items() if k in NOTEBOOK_PARAMETERS})
         p["extra"] = {**{k: v for k, v in self.settings.items() if k not in NOTEBOOK_PARAMETERS}, "resume": resume}
+        if self.variant: p["extra"]["variant"] = self.variant
         return p
 
 def not_applicable(dataset: str, method: str, teacher: str) -> str | None:
@@ -142,7 +160,8 @@ def _settings(m: Manifest, dataset: str, method: str) -> dict:
     return s
 
 def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
-    "The runs of manifest `m` and the combinations left out as not applicable (one line each)."
+    "The runs of manifest `m` (crossed with its variants, if any) and the combinations left out as not applicable."
+    variants = m.variants or {"": {}}
     runs, left_out = [], []
     for d in m.datasets:
         for meth in m.methods:
@@ -152,7 +171,8 @@ def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
                 if meth not in NO_TEACHER_AXIS and (why := not_applicable(d, meth, k)):
                     left_out.append(f"{d} {meth} --teacher {k}: {why}"); continue
                 for t in targets:
-                    runs.extend(RunSpec(d, meth, t, k, s, m.profile, _settings(m, d, meth)) for s in m.seeds)
+                    runs.extend(RunSpec(d, meth, t, k, s, m.profile, {**_settings(m, d, meth), **v}, label)
+                                for label, v in variants.items() for s in m.seeds)
     return runs, left_out
 
 def schedule(runs: list[RunSpec]) -> list[RunSpec]:

@@ -8,14 +8,14 @@ import argparse, sys, time, json, re, inspect
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import MstDistillError, atomic_write_text
-from .trainer import RunConfig, DATASETS, METHODS, PROFILES, INPUT_NORMS, resolve_config, describe_protocol, run as run_experiment
+from .trainer import RunConfig, DATASETS, METHODS, PROFILES, INPUT_NORMS, ROUTERS, POOLS, resolve_config, describe_protocol, run as run_experiment
 
 # %% auto #0
 __all__ = ['OneLineErrors', 'field_help', 'build_parser', 'main_table', 'main']
 
 # %% ../nbs/09_cli.ipynb #cbd85e8e
 _CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"],
-            "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ["reference", "weighted"], "input_norm": INPUT_NORMS,
+            "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ROUTERS, "pool": POOLS, "input_norm": INPUT_NORMS,
             "precision": ["auto", "fp32", "bf16", "fp16"]}
 
 class OneLineErrors(argparse.ArgumentParser):

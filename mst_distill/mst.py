@@ -30,8 +30,9 @@ class MSTDistill(Method):
             raise ConfigError(f"mask_layer_num: {cfg.dataset} defines {min(len(p.teacher_taps), len(p.cross_taps))} tap points, got {L}")
         self.parts.update({"teacher": p.teacher, "cross": p.cross, "student": p.student})
         self.taps = {"teacher": p.teacher_taps[:L], "cross": p.cross_taps[:L]}
-        # experts: (network, tap index); W = 2L
-        self.experts = [("teacher", j) for j in range(L)] + [("cross", j) for j in range(L)]
+        # experts: (network, tap index) of the networks in the pool; W = 2L for the full pool, L for one network
+        self.pool_nets = {"all": ("teacher", "cross"), "mm": ("teacher",), "cm": ("cross",)}[cfg.pool]
+        self.experts = [(net, j) for net in self.pool_nets for j in range(L)]
         shapes = self._feature_shapes(data)
         self.parts["masks"] = nn.ModuleList([make_masknet(shapes[net][self.taps[net][j]], cfg.mask_head_num, cfg.hidden_dim_factor)
                                              for net, j in self.experts])
@@ -88,7 +89,7 @@ class MSTDistill(Method):
             z = self.all_expert_logits(b)
             return z[idx, torch.arange(idx.shape[0], device=idx.device)[:, None]]
         out = None
-        for net in ("teacher", "cross"):
+        for net in self.pool_nets:
             ids = [e for e, (n, _) in enumerate(self.experts) if n == net]
             need = torch.isin(idx, torch.tensor(ids, device=idx.device)).any(1)
             if not bool(need.any()): continue
@@ -132,7 +133,7 @@ class MSTDistill(Method):
         T = self.cfg.temperature
         with torch.no_grad(): zs = self.parts["student"](self.student_input(b))
         kls = []
-        for net in ("teacher", "cross"):
+        for net in self.pool_nets:
             if self.cfg.naive:
                 for e, (n, _) in enumerate(self.experts):
                     if n == net:
@@ -152,23 +153,30 @@ class MSTDistill(Method):
         return {"loss": sum(kls), **self._kl_logs(kls)}
 
     def s2_val(self, b):
-        kls = self._mask_kls(b); L = self.cfg.mask_layer_num
-        return {"score": sum(kls[:L]) / L + sum(kls[L:]) / L, **self._kl_logs(kls)}
+        kls = self._mask_kls(b)  # the reference's score: mean teacher-mask KL + mean cross-mask KL
+        return {"score": sum(kls) / self.cfg.mask_layer_num, **self._kl_logs(kls)}
 
     # ---- stage 3 ------------------------------------------------------------------------------------------
+    def choose_experts(self, zs) -> tuple[torch.Tensor | None, torch.Tensor]:
+        "(gate probabilities or None, (B,k) chosen experts): the router's top-k, every expert (uniform) or k at random."
+        B, W = zs.shape[0], len(self.experts)
+        if self.cfg.router == "uniform": return None, torch.arange(W, device=zs.device).expand(B, W)
+        if self.cfg.router == "random": return None, torch.rand(B, W, device=zs.device).argsort(1)[:, :self.cfg.k]
+        return route_topk(self.parts["gate"](zs.detach() if self.cfg.router == "weighted" else zs), self.cfg.k)
+
     def s3_step(self, b):
         cfg = self.cfg
         zs = self.parts["student"](self.student_input(b))
-        weighted = cfg.router == "weighted"
-        probs, idx = route_topk(self.parts["gate"](zs.detach() if weighted else zs), cfg.k)
+        probs, idx = self.choose_experts(zs)
         experts = self.routed_expert_logits(b, idx)                                   # (B,k,C...)
-        kd = torch.stack([kd_per_sample(zs, experts[:, r], cfg.temperature) for r in range(cfg.k)], 1)  # (B,k)
-        if weighted:
+        kd = torch.stack([kd_per_sample(zs, experts[:, r], cfg.temperature) for r in range(idx.shape[1])], 1)  # (B,k)
+        if cfg.router == "weighted":
             g = probs.gather(1, idx)
             kd_term = (kd * g / g.sum(1, keepdim=True).detach()).sum(1).mean()
         else:
             kd_term = kd.mean()
-        ce = self.ce(zs, b[2]); lb = load_balance_loss(probs, cfg.lb_mode)
+        ce = self.ce(zs, b[2])
+        lb = zs.new_zeros(()) if probs is None else load_balance_loss(probs, cfg.lb_mode)  # no gate, nothing to balance
         self._counts += self._route_counts(idx, b[2])
         return {"loss": cfg.w_task * ce + self.w_kl * kd_term + self.w_lb * lb, "ce": ce, "kd": kd_term, "lb": lb}
 
@@ -228,12 +236,12 @@ class MSTDistill(Method):
         mask_sums = [None] * len(self.experts); n_class = torch.zeros(self.num_classes)
         for b in iterate_batches(data, idx_test, self.cfg.eval_batch_size):
             zs = self.predict(b)
-            _, idx = route_topk(self.parts["gate"](zs), self.cfg.k)
+            _, idx = self.choose_experts(zs)
             counts += self._route_counts(idx, b[2])
             y = b[2] if b[2].ndim == 1 else None
             if y is None: continue
             n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
-            for net in ("teacher", "cross"):
+            for net in self.pool_nets:
                 feats = self._prefix(net, self.net_input(net, b))
                 for e, (n, j) in enumerate(self.experts):
                     if n != net: continue

@@ -5,6 +5,7 @@
 # %% ../nbs/19_tables.ipynb #99a46c2f
 from __future__ import annotations
 import math
+from dataclasses import fields
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -12,11 +13,12 @@ import matplotlib
 import matplotlib.pyplot as plt
 from .core import RunDir, DataError, ConfigError, atomic_write_text, read_json
 from .baselines import other_modality
+from .trainer import RunConfig
 
 # %% auto #0
-__all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'table_metric', 'collect_runs', 'table_rows', 'cell_values',
-           'summarise', 'results_table', 'format_cell', 'to_markdown', 'to_latex', 'plot_table', 'routing_frame',
-           'plot_routing_shares', 'write_tables']
+__all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'MST_SWITCHES', 'table_metric', 'variant_of', 'collect_runs',
+           'table_rows', 'cell_values', 'summarise', 'results_table', 'format_cell', 'to_markdown', 'to_latex',
+           'plot_table', 'routing_frame', 'plot_routing_shares', 'write_tables']
 
 # %% ../nbs/19_tables.ipynb #c66b0558
 METRIC = {"nyu-depth-v2": "miou"}           # the table metric; accuracy elsewhere
@@ -26,14 +28,25 @@ BASELINE_NAMES = {"kd": "KD", "fitnets": "FitNets", "rkd": "RKD", "crd": "CRD", 
                   "c2kd": "C2KD", "mgdfr": "MGDFR", "dml": "DML", "softcmkd": "Soft-CMKD"}
 NO_TEACHER = {"teacher", "student", "mst"}
 
+MST_SWITCHES = ("pool", "router", "k", "stacked_masks")  # MST-Distill's analysis switches (08_mst); defaults: the full method
+
 def table_metric(dataset: str) -> str: return METRIC.get(dataset, "accuracy")
+
+def variant_of(cfg: dict) -> str:
+    """A run's variant: its manifest variant label, else the MST-Distill switches its config sets away from the full
+    method (e.g. 'pool=cm'); '' for the full method and every other method."""
+    if cfg.get("variant"): return cfg["variant"]
+    if cfg.get("method") != "mst": return ""
+    defaults = {f.name: f.default for f in fields(RunConfig)}
+    return ", ".join(f"{k}={cfg[k]}" for k in MST_SWITCHES if k in cfg and cfg[k] != defaults[k])
 
 def _record(rd: RunDir, m: dict) -> dict:
     cfg = m.get("config") or (read_json(rd.config) if rd.config.exists() else {})
     get = lambda k: m.get(k, cfg.get(k))
     method = get("method")
     return {"path": str(rd.path), "dataset": get("dataset"), "profile": get("profile"), "method": method,
-            "teacher": "" if method in NO_TEACHER else get("teacher"), "target": get("target"), "seed": get("seed")}
+            "teacher": "" if method in NO_TEACHER else get("teacher"), "target": get("target"), "seed": get("seed"),
+            "variant": variant_of({**cfg, "method": method})}
 
 def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Completed runs (one row each, with the table metric in percent) and the runs left out, with their status.
@@ -54,9 +67,10 @@ def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         metric = table_metric(rec["dataset"])
         rec.update(metric=metric, value=100 * m["test"][metric], routing=m.get("routing_test"))
         done.append(rec)
-    done = pd.DataFrame(done, columns=["path", "dataset", "profile", "method", "teacher", "target", "seed", "metric", "value", "routing"])
-    done = done.drop_duplicates(subset=["dataset", "profile", "method", "teacher", "target", "seed"], keep="first")
-    return done.reset_index(drop=True), pd.DataFrame(left, columns=["path", "dataset", "profile", "method", "teacher", "target", "seed", "status", "error"])
+    cols = ["path", "dataset", "profile", "method", "teacher", "target", "seed", "variant"]
+    done = pd.DataFrame(done, columns=cols + ["metric", "value", "routing"])
+    done = done.drop_duplicates(subset=cols[1:], keep="first")
+    return done.reset_index(drop=True), pd.DataFrame(left, columns=cols + ["status", "error"])
 
 # %% ../nbs/19_tables.ipynb #923e093e
 def table_rows() -> list[tuple[str, str, str]]:
@@ -67,6 +81,7 @@ def table_rows() -> list[tuple[str, str, str]]:
 
 def cell_values(runs: pd.DataFrame, method: str, teacher: str, target: str) -> pd.Series:
     "The per-seed values of one cell (index: seed), from the completed runs of one data set and profile."
+    if "variant" in runs: runs = runs[runs.variant == ""]  # the main table holds the full method only (no analysis variant)
     if method == "teacher": sel = runs[runs.method == "teacher"]                 # one teacher serves both targets
     elif method == "cm-teacher": sel = runs[(runs.method == "student") & (runs.target == other_modality(target))]
     else: sel = runs[(runs.method == method) & (runs.teacher == teacher) & (runs.target == target)]

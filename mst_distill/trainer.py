@@ -19,16 +19,19 @@ from .data import PairedData, split_indices, iterate_batches, n_batches, standar
 from .models import use_channels_last, import_dataset_module, build_parts
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS',
-           'METHOD_CLASSES', 'METHOD_MODULES', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
-           'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
-           'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method',
-           'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run',
-           'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory']
+__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOLS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS',
+           'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol',
+           'resolve_config', 'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
+           'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
+           'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step',
+           'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes',
+           'check_memory']
 
 # %% ../nbs/07_trainer.ipynb #a385d0a3
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
 METHODS = ["teacher", "student", "mst", "kd", "fitnets", "rkd", "crd", "ofa", "mlld", "c2kd", "mgdfr", "dml", "softcmkd"]
+ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice of experts per sample (08_mst)
+POOLS = ["all", "mm", "cm"]                                 # MST-Distill's specialized teachers (08_mst)
 
 @dataclass
 class RunConfig:
@@ -65,7 +68,9 @@ class RunConfig:
     w_task: float = 1.0                 # MST weight of the task loss
     w_kl: float = 1.0                   # MST weight of the distillation (KL) terms
     w_lb: float = 1.0                   # MST weight of the load-balancing loss
-    router: str = "reference"           # reference: gate learns from load balancing only | weighted
+    router: str = "reference"           # reference (the gate learns from load balancing only) | weighted | uniform (every expert, equal weight) | random (k drawn per sample)
+    pool: str = "all"                   # MST-Distill's specialized teachers: all (both networks') | mm (the multimodal teacher's) | cm (the cross-modal model's)
+    variant: str = ""                   # a batch manifest's variant label, recorded with the run (changes nothing else)
     stacked_masks: bool = False         # reference option: expert i applies masks 1..i
     naive: bool = False                 # compute every expert on every sample (the reference's cost), for benchmarks
     channels_last: bool = True          # convolution memory layout (faster on CPU and on GPUs with bf16)
@@ -108,8 +113,9 @@ PAPER_DATASET = {"av-mnist": dict(batch_size=512, lr=1e-4), "avmnist-lite": dict
                  "ravdess": dict(batch_size=32, lr=1e-4), "vggsound-50k": dict(batch_size=512, lr=1e-4),
                  "crisismmd-v2": dict(batch_size=512, lr=5e-3), "nyu-depth-v2": dict(batch_size=6, lr=1e-4)}
 
-# smoke runs on a 2-core, 24 GiB machine: NYU-Depth-V2's 480×640 maps need small batches (batch 32 was killed at 17 GB)
-SMOKE_DATASET = {"nyu-depth-v2": dict(batch_size=2, eval_batch_size=4)}
+# smoke runs on a 2-core, 24 GiB machine: NYU-Depth-V2's 480×640 maps train one image at a time (batch 2 was killed
+# by the kernel above 23 GiB; `check_memory` refuses it now)
+SMOKE_DATASET = {"nyu-depth-v2": dict(batch_size=1, eval_batch_size=4)}
 
 def describe_protocol(cfg: RunConfig) -> str:
     "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."
@@ -126,7 +132,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     _check_choice("dataset", cfg.dataset, DATASETS); _check_choice("method", cfg.method, METHODS)
     _check_choice("target", cfg.target, ["m1", "m2"]); _check_choice("teacher", cfg.teacher, ["mm", "cm"])
     _check_choice("profile", cfg.profile, list(PROFILES)); _check_choice("lb_mode", cfg.lb_mode, ["kl", "cv"])
-    _check_choice("router", cfg.router, ["reference", "weighted"])
+    _check_choice("router", cfg.router, ROUTERS); _check_choice("pool", cfg.pool, POOLS)
     if cfg.input_norm is not None: _check_choice("input_norm", cfg.input_norm, INPUT_NORMS)
     defaults = dict(PROFILES[cfg.profile])
     if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
@@ -142,8 +148,9 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}: must be >= 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size", "hidden_dim_factor", "mask_head_num", "mask_layer_num", "k"):
         if getattr(cfg, name) < 1: raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
-    if cfg.k > 2 * cfg.mask_layer_num:
-        raise ConfigError(f"k: at most 2·mask_layer_num = {2 * cfg.mask_layer_num} experts exist, got k={cfg.k}")
+    experts = (2 if cfg.pool == "all" else 1) * cfg.mask_layer_num
+    if cfg.k > experts:
+        raise ConfigError(f"k: pool '{cfg.pool}' with mask_layer_num {cfg.mask_layer_num} has {experts} experts, got k={cfg.k}")
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
     _check_numbers(cfg)
     return cfg
@@ -593,33 +600,35 @@ def available_memory(device: torch.device) -> int | None:
 @torch.no_grad()
 def activation_bytes(cfg: RunConfig, data: PairedData) -> int:
     "Bytes of all module outputs of the teacher and both unimodal networks of `cfg` for one sample (float32)."
-    with torch.random.fork_rng(devices=[]):  # building throwaway networks must not move the run's random streams
-        parts = build_parts(cfg.dataset, cfg.target, data.num_classes)
+    # on the meta device: shapes without storage, so counting costs neither memory nor compute nor random draws
+    with torch.device("meta"): parts = build_parts(cfg.dataset, cfg.target, data.num_classes)
     other = "m2" if cfg.target == "m1" else "m1"
-    x = {m: data.modality(m)[:1].float().cpu() for m in ("m1", "m2")}
-    # storage -> output, kept alive so that no address is reused: an in-place output is the memory of its input
-    seen = {}
+    x = {m: torch.empty(1, *data.modality(m).shape[1:], device="meta") for m in ("m1", "m2")}
+    total = 0
     def count(module, inputs, out):
+        nonlocal total
         for t in (out if isinstance(out, (tuple, list)) else [out]):
-            if torch.is_tensor(t) and t.is_floating_point(): seen[t.untyped_storage().data_ptr()] = t
+            if not (torch.is_tensor(t) and t.is_floating_point()): continue
+            if t._base is not None or any(t is i for i in inputs): continue  # a view or an in-place result: no new memory
+            total += t.numel() * 4
     for net, inp in ((parts.teacher, (x["m1"], x["m2"])), (parts.student, x[cfg.target]), (parts.cross, x[other])):
         hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
         try: net.eval()(inp)
         finally:
             for h in hooks: h.remove()
-    return sum(t.numel() * 4 for t in seen.values())
+    return total
+
+ACTIVATION_FACTOR = 2  # what a training step holds per counted output byte: the saved output and its gradient
 
 def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: torch.device, available: int | None = None) -> dict:
     "Refuse (one line) a run whose training step cannot fit in the memory left; returns the estimate in bytes."
-    per_sample = activation_bytes(cfg, data)
+    per_sample = ACTIVATION_FACTOR * activation_bytes(cfg, data)
     weights = 16 * sum(p.numel() for p in method.parts.parameters())  # fp32 weights, gradients, Adam's m and v
-    # every module output counted is more than autograd keeps: on NYU-Depth-V2's fixture 5.8 GiB per sample are counted
-    # and about 2.5 GiB were used (batch 2 peaked at 7.4 GB), so half the count is the estimate
-    need = weights + cfg.batch_size * per_sample // 2
+    need = weights + cfg.batch_size * per_sample
     available = available_memory(device) if available is None else available
     est = {"need": need, "per_sample": per_sample, "weights": weights, "available": available}
     if available is not None and need > 0.9 * available:
-        fits = max(0, int((0.9 * available - weights) // (per_sample / 2)))
+        fits = max(0, int((0.9 * available - weights) // per_sample))
         raise ConfigError(f"memory: a training step of {cfg.dataset} at batch_size {cfg.batch_size} needs at least "
                           f"{need / 2**30:.1f} GiB ({per_sample / 2**20:.0f} MiB of activations per sample), "
                           f"{available / 2**30:.1f} GiB are available on {device.type}; "

@@ -12,7 +12,7 @@ from .models import build_parts, model_spec
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, register_method
+from .trainer import Method, Stage, register_method, POOL_NETWORKS
 
 # %% auto #0
 __all__ = ['MSTDistill']
@@ -31,7 +31,7 @@ class MSTDistill(Method):
         self.parts.update({"teacher": p.teacher, "cross": p.cross, "student": p.student})
         self.taps = {"teacher": p.teacher_taps[:L], "cross": p.cross_taps[:L]}
         # experts: (network, tap index) of the networks in the pool; W = 2L for the full pool, L for one network
-        self.pool_nets = {"all": ("teacher", "cross"), "mm": ("teacher",), "cm": ("cross",)}[cfg.pool]
+        self.pool_nets = POOL_NETWORKS[cfg.pool]
         self.experts = [(net, j) for net in self.pool_nets for j in range(L)]
         shapes = self._feature_shapes(data)
         self.parts["masks"] = nn.ModuleList([make_masknet(shapes[net][self.taps[net][j]], cfg.mask_head_num, cfg.hidden_dim_factor)

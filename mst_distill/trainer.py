@@ -16,22 +16,24 @@ from .core import (MstDistillError, ConfigError, DataError, seed_everything, get
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
 from .data import PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
-from .models import use_channels_last, import_dataset_module, build_parts
+from .models import use_channels_last, import_dataset_module, build_parts, model_spec
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOLS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS',
-           'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol',
-           'resolve_config', 'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
-           'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
-           'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step',
-           'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes',
-           'check_memory']
+__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET',
+           'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES', 'ACTIVATION_FACTOR',
+           'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader', 'register_fixture', 'write_fixture',
+           'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
+           'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser',
+           'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory',
+           'activation_bytes', 'check_memory']
 
 # %% ../nbs/07_trainer.ipynb #a385d0a3
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
 METHODS = ["teacher", "student", "mst", "kd", "fitnets", "rkd", "crd", "ofa", "mlld", "c2kd", "mgdfr", "dml", "softcmkd"]
 ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice of experts per sample (08_mst)
-POOLS = ["all", "mm", "cm"]                                 # MST-Distill's specialized teachers (08_mst)
+# MST-Distill's specialized teachers (08_mst): the networks whose masked copies a pool holds
+POOL_NETWORKS = {"all": ("teacher", "cross"), "mm": ("teacher",), "cm": ("cross",)}
+POOLS = list(POOL_NETWORKS)
 
 @dataclass
 class RunConfig:
@@ -148,7 +150,7 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}: must be >= 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size", "hidden_dim_factor", "mask_head_num", "mask_layer_num", "k"):
         if getattr(cfg, name) < 1: raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
-    experts = (2 if cfg.pool == "all" else 1) * cfg.mask_layer_num
+    experts = len(POOL_NETWORKS[cfg.pool]) * cfg.mask_layer_num
     if cfg.k > experts:
         raise ConfigError(f"k: pool '{cfg.pool}' with mask_layer_num {cfg.mask_layer_num} has {experts} experts, got k={cfg.k}")
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
@@ -618,11 +620,14 @@ def activation_bytes(cfg: RunConfig, data: PairedData) -> int:
             for h in hooks: h.remove()
     return total
 
-ACTIVATION_FACTOR = 2  # what a training step holds per counted output byte: the saved output and its gradient
+# what a training step holds per counted output byte, measured: dense maps (NYU-Depth-V2: 1.75, the saved outputs and
+# their full-resolution gradients) hold more than classifiers (RAVDESS: 0.6)
+ACTIVATION_FACTOR = {"dense": 2, "classification": 1}
 
 def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: torch.device, available: int | None = None) -> dict:
     "Refuse (one line) a run whose training step cannot fit in the memory left; returns the estimate in bytes."
-    per_sample = ACTIVATION_FACTOR * activation_bytes(cfg, data)
+    factor = ACTIVATION_FACTOR["dense" if model_spec(cfg.dataset).dense else "classification"]
+    per_sample = factor * activation_bytes(cfg, data)
     weights = 16 * sum(p.numel() for p in method.parts.parameters())  # fp32 weights, gradients, Adam's m and v
     need = weights + cfg.batch_size * per_sample
     available = available_memory(device) if available is None else available

@@ -22,14 +22,14 @@ from filelock import FileLock
 # %% auto #0
 __all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
            'MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'Tap', 'tap_stage', 'baseline_tap', 'hint_pairs', 'forward_with_taps',
-           'feature_shapes', 'other_modality', 'teacher_run_config', 'pretrained', 'distill_objective', 'AlphaSchedule',
-           'check_method_limits', 'accuracy', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss',
-           'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
-           'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss',
-           'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
-           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
-           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
-           'SoftCMKD']
+           'feature_shapes', 'other_modality', 'teacher_run_config', 'train_once', 'pretrained', 'distill_objective',
+           'AlphaSchedule', 'check_method_limits', 'accuracy', 'TeacherBaseline', 'KD', 'ConvRegressor',
+           'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines',
+           'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed',
+           'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau',
+           'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience',
+           'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML',
+           'quality_weights', 'softcmkd_loss', 'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #930d8435
 HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
@@ -179,9 +179,10 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
                      data_root=cfg.data_root, n=cfg.n, epochs=epochs, teacher_epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size,
                      eval_batch_size=cfg.eval_batch_size, input_norm=cfg.input_norm, device=cfg.device, precision=cfg.precision,
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
-    # the key leaves out what a teacher run never reads (pool: MST-Distill only; variant: a label), so adding such a
+    # the key leaves out what a teacher run never reads (MST-Distill's switches; variant: a label), so adding such a
     # field keeps existing caches valid
-    key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in ("out", "progress", "resume", "pool", "variant")})
+    unread = ("out", "progress", "resume", "pool", "stage1", "stage2", "shared_stages", "variant")
+    key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in unread})
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"
     return replace(tcfg, out=str(out))
 
@@ -194,19 +195,24 @@ def _keep_log_file(log: logging.Logger):
     finally:
         if files: get_logger(log.name, file=files[0])
 
-def pretrained(cfg: RunConfig, kind: str, num_classes: int | None = None) -> StagedNet:
-    "The frozen `kind` teacher of `cfg` (eval mode, no gradients): trained on first use, then reused."
+def train_once(tcfg: RunConfig, label: str) -> RunDir:
+    "The completed run of `tcfg` (the `label` of its logs) in its cache folder `tcfg.out`: trained on first use, then reused."
     from mst_distill.trainer import run
-    tcfg = teacher_run_config(cfg, kind)
     rd = RunDir(tcfg.out)
     log = logging.getLogger("mst_distill")
     rd.path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains this teacher
+    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains the same one
         if rd.status() == "completed":
-            log.info(f"{kind} teacher: reusing {rd.path}")
+            log.info(f"{label}: reusing {rd.path}")
         else:
-            log.info(f"{kind} teacher: training a '{tcfg.method}' run on {tcfg.target} into {rd.path}")
+            log.info(f"{label}: training a '{tcfg.method}' run on {tcfg.target} into {rd.path}")
             with _keep_log_file(log): run(replace(tcfg, resume=rd.config.exists()))
+    return rd
+
+def pretrained(cfg: RunConfig, kind: str, num_classes: int | None = None) -> StagedNet:
+    "The frozen `kind` teacher of `cfg` (eval mode, no gradients): trained on first use, then reused."
+    tcfg = teacher_run_config(cfg, kind)
+    rd = train_once(tcfg, f"{kind} teacher")
     if num_classes is None: num_classes = len(read_json(rd.metrics)["test"]["confusion_matrix"])
     parts = build_parts(tcfg.dataset, tcfg.target, num_classes)
     net, prefix = (parts.teacher, "teacher.") if kind == "mm" else (parts.student, "student.")

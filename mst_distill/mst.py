@@ -7,15 +7,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from .core import ConfigError
+from dataclasses import asdict, replace
+from pathlib import Path
+from .core import ConfigError, seed_everything, config_hash
 from .models import build_parts, model_spec
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, register_method, POOL_NETWORKS
+from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config
 
 # %% auto #0
-__all__ = ['MSTDistill']
+__all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
 
 # %% ../nbs/08_mst.ipynb #62b4acc4
 @register_method("mst")
@@ -24,23 +26,57 @@ class MSTDistill(Method):
     name = "mst"
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
+        solo = None if cfg.stage1 else self._teachers_trained_alone(cfg)
+        # stages 1-2 from one cached run of the full method (without stage 1 there is nothing to share)
+        self.shared = cfg.shared_stages and cfg.stage1
+        shared_state = self._shared_stages_state(cfg) if self.shared else None
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         L = cfg.mask_layer_num
         if L > len(p.teacher_taps) or L > len(p.cross_taps):
             raise ConfigError(f"mask_layer_num: {cfg.dataset} defines {min(len(p.teacher_taps), len(p.cross_taps))} tap points, got {L}")
         self.parts.update({"teacher": p.teacher, "cross": p.cross, "student": p.student})
+        if solo: self.parts.update(solo)
         self.taps = {"teacher": p.teacher_taps[:L], "cross": p.cross_taps[:L]}
-        # experts: (network, tap index) of the networks in the pool; W = 2L for the full pool, L for one network
+        # experts: (network, tap index) of the networks in the pool; W = 2L for the full pool, L for one network;
+        # without stage 2, (network, None): the unmasked network, one expert per network
         self.pool_nets = POOL_NETWORKS[cfg.pool]
-        self.experts = [(net, j) for net in self.pool_nets for j in range(L)]
-        shapes = self._feature_shapes(data)
-        self.parts["masks"] = nn.ModuleList([make_masknet(shapes[net][self.taps[net][j]], cfg.mask_head_num, cfg.hidden_dim_factor)
-                                             for net, j in self.experts])
+        self.experts = [(net, j) for net in self.pool_nets for j in (range(L) if cfg.stage2 else [None])]
+        if cfg.stage2:
+            shapes = self._feature_shapes(data)
+            self.parts["masks"] = nn.ModuleList([make_masknet(shapes[net][self.taps[net][j]], cfg.mask_head_num, cfg.hidden_dim_factor)
+                                                 for net, j in self.experts])
         self.parts["gate"] = make_gate(self.num_classes, len(self.experts), dense=model_spec(cfg.dataset).dense)
-        if cfg.naive: set_naive_attention(self.parts["masks"])
+        if shared_state is not None: self._load_shared_stages(shared_state)
+        if cfg.naive and cfg.stage2: set_naive_attention(self.parts["masks"])
         self.w_kl, self.w_lb = cfg.w_kl, cfg.w_lb
         self.routing_rows: list[dict] = []
         self._counts = torch.zeros(len(self.experts), self.num_classes, dtype=torch.long)
+
+    @staticmethod
+    def _teachers_trained_alone(cfg) -> dict:
+        "Without stage 1: the multimodal teacher and the cross-modal model as the baselines train them (their cache)."
+        from mst_distill.baselines import pretrained
+        solo = {"teacher": pretrained(cfg, "mm"), "cross": pretrained(cfg, "cm")}
+        seed_everything(cfg.seed)  # the same student, masks and gate whether the teachers were trained now or reused
+        return solo
+
+    @staticmethod
+    def _shared_stages_state(cfg) -> dict:
+        "The final weights of the run that trained stages 1-2 for `cfg` (trained on first use, then reused)."
+        from mst_distill.baselines import train_once
+        rd = train_once(shared_stages_config(cfg), "shared stages 1-2")
+        state = torch.load(rd.checkpoints/"final.pt", map_location="cpu", weights_only=True)
+        seed_everything(cfg.seed)  # the same gate whether the shared stages were trained now or reused
+        return state
+
+    def _load_shared_stages(self, state: dict) -> None:
+        "The co-trained networks, and the MaskNets of this pool's experts (the shared run trained those of both networks)."
+        part = lambda prefix: {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        for name in ("teacher", "cross", "student"): self.parts[name].load_state_dict(part(name))
+        if not self.cfg.stage2: return
+        all_nets = POOL_NETWORKS["all"]
+        for e, (net, j) in enumerate(self.experts):
+            self.parts["masks"][e].load_state_dict(part(f"masks.{all_nets.index(net) * self.cfg.mask_layer_num + j}"))
 
     def _feature_shapes(self, data) -> dict:
         b = (data.m1[:1].cpu(), data.m2[:1].cpu(), data.y[:1].cpu(), None)  # the parts are still on the CPU here
@@ -57,6 +93,7 @@ class MSTDistill(Method):
     def mask_set(self, e: int, stacked: bool) -> dict:
         "Tap name -> MaskNet applied by expert `e` (its own mask, or masks 1..e of its network when stacked)."
         net, j = self.experts[e]
+        if j is None: return {}  # without stage 2: the unmasked network
         js = range(j + 1) if stacked else [j]
         first = self.experts.index((net, 0))
         return {self.taps[net][i]: self.parts["masks"][first + i] for i in js}
@@ -98,12 +135,13 @@ class MSTDistill(Method):
             pos[need_rows] = torch.arange(len(need_rows), device=idx.device)
             x = self.net_input(net, b)
             x = tuple(t[need_rows] for t in x) if isinstance(x, tuple) else x[need_rows]
-            feats = self._prefix(net, x)
+            feats = self._prefix(net, x) if self.cfg.stage2 else None
             for e in ids:
                 sel = idx == e
                 rows = sel.any(1).nonzero().squeeze(1)
                 if len(rows) == 0: continue
-                z = self._run_expert(e, feats, pos[rows], self.cfg.stacked_masks)
+                if feats is None: z = self.parts[net](x)[pos[rows]]  # no stage 2: this network's one expert serves all its rows
+                else: z = self._run_expert(e, feats, pos[rows], self.cfg.stacked_masks)
                 if out is None: out = z.new_zeros((*idx.shape, *z.shape[1:]))
                 for r in range(idx.shape[1]):
                     hit = sel[rows, r]
@@ -206,20 +244,25 @@ class MSTDistill(Method):
         return logs
 
     def expert_names(self) -> list[str]:
-        return [f"{'T' if n == 'teacher' else 'A'}:{self.taps[n][j]}" for n, j in self.experts]
+        "T: the multimodal teacher, A: the cross-modal model, then the tap of the expert's mask (none without stage 2)."
+        return [f"{'T' if n == 'teacher' else 'A'}" + ("" if j is None else f":{self.taps[n][j]}") for n, j in self.experts]
 
     # ---- the method's contract -----------------------------------------------------------------------------
     def stages(self):
         cfg, P = self.cfg, self.parts
         params = lambda *names: [p for n in names for p in P[n].parameters()]
-        return [
-            Stage("s1_cotrain", cfg.epochs_s1, params("teacher", "cross", "student"), cfg.s1_lr, self.s1_step, self.s1_val,
-                  select=None, train_parts=["teacher", "cross", "student"]),
-            Stage("s2_masks", cfg.epochs_s2, params("masks"), cfg.s2_lr, self.s2_step, self.s2_val,
-                  select="score", keep=["masks"], train_parts=["masks"]),
-            Stage("s3_distill", cfg.epochs_s3, params("student", "gate"), cfg.lr, self.s3_step, self.s3_val,
-                  select="ce", keep=["student", "gate"], train_parts=["student", "gate"], on_epoch_end=self.s3_epoch_end),
-        ]
+        out = []
+        if cfg.stage1 and not self.shared:
+            out.append(Stage("s1_cotrain", cfg.epochs_s1, params("teacher", "cross", "student"), cfg.s1_lr, self.s1_step,
+                             self.s1_val, select=None, train_parts=["teacher", "cross", "student"]))
+        if cfg.stage2 and not self.shared:
+            out.append(Stage("s2_masks", cfg.epochs_s2, params("masks"), cfg.s2_lr, self.s2_step, self.s2_val,
+                             select="score", keep=["masks"], train_parts=["masks"]))
+        # without stage 1 the student trains from scratch for its stage-1 epochs too: the same student budget
+        out.append(Stage("s3_distill", cfg.epochs_s3 + (0 if cfg.stage1 else cfg.epochs_s1), params("student", "gate"), cfg.lr,
+                         self.s3_step, self.s3_val, select="ce", keep=["student", "gate"], train_parts=["student", "gate"],
+                         on_epoch_end=self.s3_epoch_end))
+        return out
 
     def predict(self, b): return self.parts["student"](self.student_input(b))
     def state(self): return {"w_kl": self.w_kl, "w_lb": self.w_lb, "routing_rows": self.routing_rows, "counts": self._counts}
@@ -239,7 +282,7 @@ class MSTDistill(Method):
             _, idx = self.choose_experts(zs)
             counts += self._route_counts(idx, b[2])
             y = b[2] if b[2].ndim == 1 else None
-            if y is None: continue
+            if y is None or not self.cfg.stage2: continue
             n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
             for net in self.pool_nets:
                 feats = self._prefix(net, self.net_input(net, b))
@@ -257,3 +300,15 @@ class MSTDistill(Method):
             tmp = run_dir.path/".masks.tmp.npz"; np.savez(tmp, **arrays); tmp.replace(run_dir.path/"masks.npz")
         total = counts.sum().clamp_min(1)
         return {"routing_test": {n: float(counts[e].sum() / total) for e, n in enumerate(names)}}
+
+# %% ../nbs/08_mst.ipynb #01a781f3
+# the switches an analysis variant may set, at the full method's values: the shared stages 1-2 ignore them
+SHARED_STAGE_DEFAULTS = dict(pool="all", router="reference", k=1, stacked_masks=False, stage2=True, shared_stages=False, variant="")
+
+def shared_stages_config(cfg: RunConfig) -> RunConfig:
+    """The run that trains stages 1-2 of the full method for `cfg` (no stage 3), in `_mst_stages/` beside `cfg.out`.
+    Variants that differ only in the analysis switches share it: the same co-trained networks and MaskNets."""
+    pcfg = replace(resolve_config(cfg), **SHARED_STAGE_DEFAULTS, epochs_s3=0, resume=False)
+    key = config_hash({k: v for k, v in asdict(pcfg).items() if k not in ("out", "progress", "resume")})
+    out = Path(cfg.out).parent/"_mst_stages"/f"mst-{cfg.dataset}-{cfg.target}-seed{cfg.seed}-{key}"
+    return replace(pcfg, out=str(out))

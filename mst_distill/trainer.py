@@ -72,6 +72,9 @@ class RunConfig:
     w_lb: float = 1.0                   # MST weight of the load-balancing loss
     router: str = "reference"           # reference (the gate learns from load balancing only) | weighted | uniform (every expert, equal weight) | random (k drawn per sample)
     pool: str = "all"                   # MST-Distill's specialized teachers: all (both networks') | mm (the multimodal teacher's) | cm (the cross-modal model's)
+    stage1: bool = True                 # MST stage 1 (co-training); off: the teachers are trained alone (the baselines' cache) and the student starts from scratch in stage 3
+    stage2: bool = True                 # MST stage 2 (mask modules); off: the specialized teachers are the unmasked networks, one expert per network
+    shared_stages: bool = False         # MST analyses: stages 1-2 come from one cached run of the full method per seed and target (_mst_stages/), so variants differ only in what they switch
     variant: str = ""                   # a batch manifest's variant label, recorded with the run (changes nothing else)
     stacked_masks: bool = False         # reference option: expert i applies masks 1..i
     naive: bool = False                 # compute every expert on every sample (the reference's cost), for benchmarks
@@ -150,9 +153,10 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
         if getattr(cfg, name) < 0: raise ConfigError(f"{name}: must be >= 0, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size", "hidden_dim_factor", "mask_head_num", "mask_layer_num", "k"):
         if getattr(cfg, name) < 1: raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
-    experts = len(POOL_NETWORKS[cfg.pool]) * cfg.mask_layer_num
+    experts = len(POOL_NETWORKS[cfg.pool]) * (cfg.mask_layer_num if cfg.stage2 else 1)
     if cfg.k > experts:
-        raise ConfigError(f"k: pool '{cfg.pool}' with mask_layer_num {cfg.mask_layer_num} has {experts} experts, got k={cfg.k}")
+        masks = f"mask_layer_num {cfg.mask_layer_num}" if cfg.stage2 else "no stage 2 (one unmasked expert per network)"
+        raise ConfigError(f"k: pool '{cfg.pool}' with {masks} has {experts} experts, got k={cfg.k}")
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
     _check_numbers(cfg)
     return cfg

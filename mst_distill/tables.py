@@ -16,9 +16,10 @@ from .baselines import other_modality
 from .trainer import RunConfig
 
 # %% auto #0
-__all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'MST_SWITCHES', 'table_metric', 'variant_of', 'collect_runs',
-           'table_rows', 'cell_values', 'summarise', 'results_table', 'format_cell', 'to_markdown', 'to_latex',
-           'plot_table', 'routing_frame', 'plot_routing_shares', 'write_tables']
+__all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'MST_SWITCHES', 'table_metric', 'switches_of', 'variant_of',
+           'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table', 'format_cell', 'to_markdown',
+           'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares', 'ablation_table', 'routing_over_epochs',
+           'routing_by_class', 'plot_routing_over_epochs', 'plot_routing_by_class', 'write_tables']
 
 # %% ../nbs/19_tables.ipynb #c66b0558
 METRIC = {"nyu-depth-v2": "miou"}           # the table metric; accuracy elsewhere
@@ -28,17 +29,20 @@ BASELINE_NAMES = {"kd": "KD", "fitnets": "FitNets", "rkd": "RKD", "crd": "CRD", 
                   "c2kd": "C2KD", "mgdfr": "MGDFR", "dml": "DML", "softcmkd": "Soft-CMKD"}
 NO_TEACHER = {"teacher", "student", "mst"}
 
-MST_SWITCHES = ("pool", "router", "k", "stacked_masks")  # MST-Distill's analysis switches (08_mst); defaults: the full method
+# MST-Distill's analysis switches (08_mst), in the order the ablation table lists them; defaults: the full method
+MST_SWITCHES = ("stage1", "stage2", "router", "pool", "k", "stacked_masks")
 
 def table_metric(dataset: str) -> str: return METRIC.get(dataset, "accuracy")
 
-def variant_of(cfg: dict) -> str:
-    """A run's variant: its manifest variant label, else the MST-Distill switches its config sets away from the full
-    method (e.g. 'pool=cm'); '' for the full method and every other method."""
-    if cfg.get("variant"): return cfg["variant"]
+def switches_of(cfg: dict) -> str:
+    "The MST-Distill switches a run's config sets away from the full method (e.g. 'pool=cm'); '' for the full method and every other method."
     if cfg.get("method") != "mst": return ""
     defaults = {f.name: f.default for f in fields(RunConfig)}
     return ", ".join(f"{k}={cfg[k]}" for k in MST_SWITCHES if k in cfg and cfg[k] != defaults[k])
+
+def variant_of(cfg: dict) -> str:
+    "A run's variant: its manifest variant label, else its switches (`switches_of`); '' for the main table's runs."
+    return cfg.get("variant") or switches_of(cfg)
 
 def _record(rd: RunDir, m: dict) -> dict:
     cfg = m.get("config") or (read_json(rd.config) if rd.config.exists() else {})
@@ -46,7 +50,7 @@ def _record(rd: RunDir, m: dict) -> dict:
     method = get("method")
     return {"path": str(rd.path), "dataset": get("dataset"), "profile": get("profile"), "method": method,
             "teacher": "" if method in NO_TEACHER else get("teacher"), "target": get("target"), "seed": get("seed"),
-            "variant": variant_of({**cfg, "method": method})}
+            "variant": variant_of({**cfg, "method": method}), "switches": switches_of({**cfg, "method": method})}
 
 def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Completed runs (one row each, with the table metric in percent) and the runs left out, with their status.
@@ -56,6 +60,7 @@ def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     done, left = [], []
     # batch runs before the baselines' cached teachers, so a duplicate keeps the batch's run
     for cfg_path in sorted(runs_dir.rglob("config.json"), key=lambda p: ("_teachers" in p.parts, str(p))):
+        if "_mst_stages" in cfg_path.parts: continue  # MST-Distill's shared stages 1-2 (no stage 3): not a result
         rd = RunDir(cfg_path.parent)
         try: m = read_json(rd.metrics) if rd.metrics.exists() else {}
         except DataError as e: m = {"status": f"unreadable record ({e})"}
@@ -67,7 +72,7 @@ def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         metric = table_metric(rec["dataset"])
         rec.update(metric=metric, value=100 * m["test"][metric], routing=m.get("routing_test"))
         done.append(rec)
-    cols = ["path", "dataset", "profile", "method", "teacher", "target", "seed", "variant"]
+    cols = ["path", "dataset", "profile", "method", "teacher", "target", "seed", "variant", "switches"]
     done = pd.DataFrame(done, columns=cols + ["metric", "value", "routing"])
     done = done.drop_duplicates(subset=cols[1:], keep="first")
     return done.reset_index(drop=True), pd.DataFrame(left, columns=cols + ["status", "error"])
@@ -101,7 +106,7 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
         cells = [{"row": label, "method": method, "teacher": teacher, "target": t, **summarise(cell_values(runs, method, teacher, t))}
                  for t in targets]
         if any(c["n"] for c in cells): out += cells
-    df = pd.DataFrame(out)
+    df = pd.DataFrame(out, columns=["row", "method", "teacher", "target", "mean", "std", "n", "seeds"])
     students = ~df.method.isin(["teacher", "cm-teacher"])
     df["best"] = False
     for t in targets:
@@ -181,6 +186,93 @@ def plot_routing_shares(runs: pd.DataFrame, dataset: str):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/19_tables.ipynb #d88045e3
+def _variant_rank(switches: str) -> int:
+    "Where a variant goes in the ablation table: the full method first, then by the first switch it sets."
+    if not switches: return -1
+    first = switches.split(", ")[0].split("=")[0]
+    return MST_SWITCHES.index(first)
+
+def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """MST-Distill's labelled variants of one data set and profile: a long table (row, variant, switches, target, mean,
+    std, n, seeds, best) like `results_table`'s; the full method's row is marked '(full method)'."""
+    mst = runs[(runs.method == "mst") & (runs.variant != "")]
+    if mst.empty: return pd.DataFrame(columns=["row", "variant", "switches", "target", "mean", "std", "n", "seeds", "best"])
+    labels = mst.drop_duplicates("variant").set_index("variant")["switches"]
+    order = sorted(labels.index, key=lambda v: (_variant_rank(labels[v]), v))
+    out = []
+    for v in order:
+        row = f"{v} (full method)" if labels[v] == "" else v
+        for t in sorted(set(runs.target)):
+            values = mst[(mst.variant == v) & (mst.target == t)].drop_duplicates("seed").set_index("seed")["value"].sort_index()
+            out.append({"row": row, "variant": v, "switches": labels[v], "target": t, **summarise(values)})
+    df = pd.DataFrame(out)
+    df["best"] = False
+    for t in set(df.target):
+        col = df[(df.target == t) & (df.n > 0)]
+        if len(col): df.loc[col["mean"].idxmax(), "best"] = True
+    return df
+
+# %% ../nbs/19_tables.ipynb #64b11086
+def _routing_csvs(runs: pd.DataFrame) -> pd.DataFrame:
+    "Every MST-Distill run's routing.csv, with its target and seed."
+    frames = [pd.read_csv(Path(r.path)/"routing.csv").assign(target=r.target, seed=r.seed)
+              for r in runs[runs.method == "mst"].itertuples() if (Path(r.path)/"routing.csv").exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "epoch", "expert", "class", "count", "target", "seed"])
+
+def routing_over_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    "(target, seed, epoch, expert, share): the share of stage-3 training samples routed to each teacher per epoch."
+    r = _routing_csvs(runs)
+    r = r[r.split == "train"].astype({"epoch": int})
+    g = r.groupby(["target", "seed", "epoch", "expert"], sort=False)["count"].sum().reset_index()
+    g["share"] = g["count"] / g.groupby(["target", "seed", "epoch"])["count"].transform("sum")
+    return g.drop(columns="count")
+
+def routing_by_class(runs: pd.DataFrame) -> pd.DataFrame:
+    "(target, expert, class, share, n): the share of each class's test samples each teacher serves, mean over n seeds."
+    r = _routing_csvs(runs)
+    r = r[r.split == "test"]
+    r = r.assign(share=r["count"] / r.groupby(["target", "seed", "class"])["count"].transform("sum"))
+    return (r.groupby(["target", "expert", "class"], sort=False)
+             .agg(share=("share", "mean"), n=("seed", "nunique")).reset_index())
+
+# %% ../nbs/19_tables.ipynb #22b0ad26
+def plot_routing_over_epochs(runs: pd.DataFrame, dataset: str):
+    "One panel per target: each teacher's share of the routed samples per stage-3 epoch, mean over seeds ± std (band)."
+    rf = routing_over_epochs(runs)
+    if rf.empty: return None
+    targets = sorted(set(rf.target))
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 3.2), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        g = rf[rf.target == t].groupby(["expert", "epoch"], sort=False)["share"]
+        stats = g.agg(["mean", "std"]).fillna(0).reset_index()
+        for expert, e in stats.groupby("expert", sort=False):
+            ax.plot(e.epoch + 1, 100 * e["mean"], marker="o", label=expert)
+            ax.fill_between(e.epoch + 1, 100 * (e["mean"] - e["std"]), 100 * (e["mean"] + e["std"]), alpha=0.2)
+        ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={rf[rf.target == t].seed.nunique()})")
+        ax.set_xlabel("stage-3 epoch"); ax.set_ylabel("training samples routed (%)"); ax.legend(fontsize=8)
+    fig.suptitle("MST-Distill: the router's choice over training (T: multimodal, A: cross-modal)")
+    fig.tight_layout()
+    return fig
+
+def plot_routing_by_class(runs: pd.DataFrame, dataset: str):
+    "One heat map per target: share (%) of each class's test samples that each teacher serves, mean over seeds."
+    rf = routing_by_class(runs)
+    if rf.empty: return None
+    targets = sorted(set(rf.target))
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 2.8), squeeze=False)
+    for ax, t in zip(axes[0], targets):
+        m = rf[rf.target == t].pivot(index="expert", columns="class", values="share")
+        m = m.reindex(index=list(dict.fromkeys(rf[rf.target == t].expert)), columns=list(dict.fromkeys(rf[rf.target == t]["class"])))
+        im = ax.imshow(100 * m.values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(m.shape[1]), m.columns); ax.set_yticks(range(m.shape[0]), m.index)
+        for (i, j), v in np.ndenumerate(100 * m.values):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 50 else "black")
+        ax.set_title(f"student {_header(dataset, t)} (n={int(rf[rf.target == t].n.max())})"); ax.set_xlabel("class")
+    fig.colorbar(im, ax=axes[0].tolist(), label="test samples of the class (%)")
+    fig.suptitle(f"{dataset}: which specialized teacher serves each class")
+    return fig
+
 # %% ../nbs/19_tables.ipynb #eeffdf18
 def _save_figure(fig, path: Path) -> None:
     tmp = path.with_name(path.name + ".partial.png")
@@ -196,15 +288,29 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
     for (dataset, profile), g in runs.groupby(["dataset", "profile"], sort=True):
         name, metric = f"{dataset}-{profile}", table_metric(dataset)
         df = results_table(g)
-        atomic_write_text(out/f"{name}.csv", df.drop(columns=["best"]).assign(metric=metric).to_csv(index=False))
-        markdown[name] = to_markdown(df, dataset)
-        atomic_write_text(out/f"{name}.md", f"{dataset}, profile {profile}: test {metric} (%), mean ± std (n seeds)\n\n{markdown[name]}\n")
-        atomic_write_text(out/f"{name}.tex", to_latex(df, dataset, metric))
+        if len(df):  # an analysis batch alone has no main-table run
+            atomic_write_text(out/f"{name}.csv", df.drop(columns=["best"]).assign(metric=metric).to_csv(index=False))
+            markdown[name] = to_markdown(df, dataset)
+            atomic_write_text(out/f"{name}.md", f"{dataset}, profile {profile}: test {metric} (%), mean ± std (n seeds)\n\n{markdown[name]}\n")
+            atomic_write_text(out/f"{name}.tex", to_latex(df, dataset, metric))
+        ab = ablation_table(g)
+        if len(ab):
+            atomic_write_text(out/f"{name}-ablation.csv", ab.drop(columns=["best"]).assign(metric=metric).to_csv(index=False))
+            markdown[f"{name}-ablation"] = to_markdown(ab, dataset)
+            atomic_write_text(out/f"{name}-ablation.md", f"{dataset}, profile {profile}: MST-Distill variants, test {metric} (%), "
+                              f"mean ± std (n seeds)\n\n{markdown[f'{name}-ablation']}\n")
+            atomic_write_text(out/f"{name}-ablation.tex", to_latex(ab, dataset, metric))
+        # routing of the full method: the main table's MST-Distill runs, else the analysis batch's full variant
+        full = g[(g.method == "mst") & (g.variant == "")]
+        if full.empty: full = g[(g.method == "mst") & (g.variant != "") & (g.switches == "")]
         if plots:
             with matplotlib.rc_context({"figure.max_open_warning": 0}):
-                _save_figure(plot_table(df, dataset, metric).figure, out/f"{name}.png")
-                fig = plot_routing_shares(g, dataset)
-                if fig is not None: _save_figure(fig, out/f"{name}-routing.png")
+                if len(df): _save_figure(plot_table(df, dataset, metric).figure, out/f"{name}.png")
+                if len(ab): _save_figure(plot_table(ab, dataset, metric).figure, out/f"{name}-ablation.png")
+                for suffix, draw in (("routing", plot_routing_shares), ("routing-epochs", plot_routing_over_epochs),
+                                     ("routing-classes", plot_routing_by_class)):
+                    fig = draw(full, dataset)
+                    if fig is not None: _save_figure(fig, out/f"{name}-{suffix}.png")
     atomic_write_text(out/"left_out.csv", left.to_csv(index=False))
     counts = left.status.str.split(" ").str[0].value_counts().to_dict() if len(left) else {}
     note = f"{len(runs)} completed runs counted; left out: " + (", ".join(f"{v} {k}" for k, v in counts.items()) or "none")

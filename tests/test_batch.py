@@ -81,3 +81,37 @@ def test_bad_manifest_names_the_key(tmp_path):
     r = cli("batch", bad, "--out", tmp_path / "runs")
     assert r.returncode == 1 and str(bad) in r.stderr and "methods: unknown value(s) ['mts']" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_ablation_manifest_resumes_and_its_table_is_the_records(lite_root, tmp_path):
+    "Three MST-Distill variants sharing stages 1-2: killed, re-run, and the ablation table is the records' mean and std."
+    variants = {"full": {}, "no-routing": {"router": "uniform"}, "pool-cm": {"pool": "cm"}}
+    manifest = write_manifest(tmp_path / "a.yaml", lite_root, methods=["mst"], variants=variants,
+                              overrides={"avmnist-lite": {"data_root": str(lite_root), "shared_stages": True}})
+    out = tmp_path / "ablation"
+    p = subprocess.Popen([*CLI, "batch", str(manifest), "--workers", "2", "--out", str(out), "--no-progress"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while not completed_runs(out) and time.time() < deadline and p.poll() is None: time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    time.sleep(3)
+    before = completed_runs(out)
+    assert 1 <= len(before) < 6, before
+    r = cli("batch", manifest, "--workers", 2, "--out", out, "--no-progress")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    after = statuses(out)
+    assert len(after) == 6 and {k for k, v in after.items() if v["status"].startswith("skipped")} == before
+    # one shared stages-1-2 run per seed, whatever the kill interrupted
+    shared = [d for d in (out / "avmnist-lite" / "_mst_stages").iterdir() if d.is_dir()]
+    assert len(shared) == 2 and all(json.loads((d / "metrics.json").read_text())["status"] == "completed" for d in shared)
+
+    assert cli("tables", out).returncode == 0
+    import pandas as pd
+    ab = pd.read_csv(out / "tables" / "avmnist-lite-smoke-ablation.csv")
+    assert list(ab.variant) == ["full", "no-routing", "pool-cm"] and ab.row[0] == "full (full method)"
+    for row in ab.itertuples():
+        acc = [100 * json.loads((out / "avmnist-lite" / f"mst-{row.variant}-m1-seed{s}" / "metrics.json").read_text())["test"]["accuracy"]
+               for s in (0, 1)]
+        assert row.n == 2 and abs(row.mean - sum(acc) / 2) < 1e-9 and abs(row.std - abs(acc[0] - acc[1]) / 2 ** 0.5) < 1e-9
+    assert not (out / "tables" / "avmnist-lite-smoke.csv").exists()  # no main-table run in an analysis batch
+    assert (out / "tables" / "avmnist-lite-smoke-routing-epochs.png").exists()

@@ -3,6 +3,7 @@
 #   make tables the core of the lite reproduction (MST-Distill, KD with both teachers, 3 seeds), then its tables
 #   make tables-relational  RKD and CRD with both teachers (3 seeds), into the same run store
 #   make tables-full  every method of the lite reproduction (hours on 2 cores), into the same run store
+#   make tables-ablation  the paper's analyses on the lite data (stage ablation, teacher pool, routing, k, ...), same store
 #   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks)
 #   make lab    JupyterLab on this project
 #   make setup  the virtual environment from the pinned requirements, system packages, editable install, kernel
@@ -11,7 +12,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run tables tables-relational tables-full test test-slow sync-check lab readme clean
+.PHONY: setup sysdeps run tables tables-relational tables-full tables-ablation test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -50,6 +51,8 @@ tables-relational: setup
 	$(call lite_batch,manifests/lite-relational.yaml)
 tables-full: setup
 	$(call lite_batch,manifests/lite.yaml)
+tables-ablation: setup
+	$(call lite_batch,manifests/ablation-lite.yaml)
 
 # the notebooks are the source: cleaning and exporting them must not change anything
 sync-check: $(STAMP)

@@ -260,17 +260,16 @@ def plot_routing_by_class(runs: pd.DataFrame, dataset: str):
     rf = routing_by_class(runs)
     if rf.empty: return None
     targets = sorted(set(rf.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 2.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 3.4), squeeze=False)
     for ax, t in zip(axes[0], targets):
         m = rf[rf.target == t].pivot(index="expert", columns="class", values="share")
         m = m.reindex(index=list(dict.fromkeys(rf[rf.target == t].expert)), columns=list(dict.fromkeys(rf[rf.target == t]["class"])))
         im = ax.imshow(100 * m.values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(m.shape[1]), m.columns); ax.set_yticks(range(m.shape[0]), m.index)
+        ax.set_xticks(range(m.shape[1]), m.columns, rotation=45, ha="right"); ax.set_yticks(range(m.shape[0]), m.index)
         for (i, j), v in np.ndenumerate(100 * m.values):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 50 else "black")
-        ax.set_title(f"student {_header(dataset, t)} (n={int(rf[rf.target == t].n.max())})"); ax.set_xlabel("class")
-    fig.colorbar(im, ax=axes[0].tolist(), label="test samples of the class (%)")
-    fig.suptitle(f"{dataset}: which specialized teacher serves each class")
+        ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={int(rf[rf.target == t].n.max())}): test samples per class", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), label="share of the class (%)")
     return fig
 
 # %% ../nbs/19_tables.ipynb #eeffdf18

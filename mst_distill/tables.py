@@ -170,13 +170,18 @@ def routing_frame(runs: pd.DataFrame) -> pd.DataFrame:
             for r in runs[runs.method == "mst"].itertuples() if isinstance(r.routing, dict) for e, s in r.routing.items()]
     return pd.DataFrame(rows, columns=["target", "seed", "expert", "share"])
 
+def _target_panels(frame: pd.DataFrame, width: float, height: float):
+    "A figure with one panel per target of `frame`, and its (axes, target) pairs."
+    targets = sorted(set(frame.target))
+    fig, axes = plt.subplots(1, len(targets), figsize=(width * len(targets), height), squeeze=False)
+    return fig, list(zip(axes[0], targets))
+
 def plot_routing_shares(runs: pd.DataFrame, dataset: str):
     "Mean ± std (over seeds) share of test samples that each specialized teacher serves, one panel per target."
     rf = routing_frame(runs)
     if rf.empty: return None
-    targets = sorted(set(rf.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets), 3.2), squeeze=False)
-    for ax, t in zip(axes[0], targets):
+    fig, panels = _target_panels(rf, 4.5, 3.2)
+    for ax, t in panels:
         g = rf[rf.target == t].groupby("expert", sort=False)["share"]
         mean, std = g.mean(), g.std().fillna(0)
         ax.bar(mean.index, 100 * mean, yerr=100 * std, capsize=3, color="tab:purple")
@@ -241,9 +246,8 @@ def plot_routing_over_epochs(runs: pd.DataFrame, dataset: str):
     "One panel per target: each teacher's share of the routed samples per stage-3 epoch, mean over seeds ± std (band)."
     rf = routing_over_epochs(runs)
     if rf.empty: return None
-    targets = sorted(set(rf.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.8 * len(targets), 3.2), squeeze=False)
-    for ax, t in zip(axes[0], targets):
+    fig, panels = _target_panels(rf, 4.8, 3.2)
+    for ax, t in panels:
         g = rf[rf.target == t].groupby(["expert", "epoch"], sort=False)["share"]
         stats = g.agg(["mean", "std"]).fillna(0).reset_index()
         for expert, e in stats.groupby("expert", sort=False):
@@ -259,9 +263,8 @@ def plot_routing_by_class(runs: pd.DataFrame, dataset: str):
     "One heat map per target: share (%) of each class's test samples that each teacher serves, mean over seeds."
     rf = routing_by_class(runs)
     if rf.empty: return None
-    targets = sorted(set(rf.target))
-    fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets), 3.4), squeeze=False)
-    for ax, t in zip(axes[0], targets):
+    fig, panels = _target_panels(rf, 5.5, 3.4)
+    for ax, t in panels:
         m = rf[rf.target == t].pivot(index="expert", columns="class", values="share")
         m = m.reindex(index=list(dict.fromkeys(rf[rf.target == t].expert)), columns=list(dict.fromkeys(rf[rf.target == t]["class"])))
         im = ax.imshow(100 * m.values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
@@ -269,7 +272,7 @@ def plot_routing_by_class(runs: pd.DataFrame, dataset: str):
         for (i, j), v in np.ndenumerate(100 * m.values):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 50 else "black")
         ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={int(rf[rf.target == t].n.max())}): test samples per class", fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="share of the class (%)")
+    fig.colorbar(im, ax=[ax for ax, _ in panels], label="share of the class (%)")
     return fig
 
 # %% ../nbs/19_tables.ipynb #eeffdf18

@@ -177,8 +177,11 @@ def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
 
 def schedule(runs: list[RunSpec]) -> list[RunSpec]:
     """Longest first (MST-Distill's three stages), and the seeds innermost: consecutive runs differ in seed, so
-    parallel workers rarely wait for the same frozen teacher to be trained."""
-    return sorted(runs, key=lambda r: (r.method != "mst", r.dataset, r.method, r.teacher, r.target, r.seed))
+    parallel workers rarely wait for the same frozen teacher to be trained. Variants run one after the other, each
+    over every target and seed, in manifest order: the first (the full method, which trains the shared stages 1-2)
+    is done for every target and seed before a later variant waits to reuse them."""
+    rank = {v: i for i, v in enumerate(dict.fromkeys(r.variant for r in runs))}
+    return sorted(runs, key=lambda r: (r.method != "mst", r.dataset, r.method, r.teacher, rank[r.variant], r.target, r.seed))
 
 def check_runs(runs: list[RunSpec], runs_dir, where: str = "manifest") -> None:
     "Validate every run's settings and that each real data set's folder exists, before anything runs."

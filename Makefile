@@ -6,13 +6,14 @@
 #   make tables-ablation  the paper's analyses on the lite data (stage ablation, teacher pool, routing, k, ...), same store
 #   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks)
 #   make lab    JupyterLab on this project
+#   make outputs NBS="nbs/07_trainer.ipynb ..."  re-run notebooks in place so their stored outputs are current
 #   make setup  the virtual environment from the pinned requirements, system packages, editable install, kernel
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run tables tables-relational tables-full tables-ablation test test-slow sync-check lab readme clean
+.PHONY: setup sysdeps run tables outputs tables-relational tables-full tables-ablation test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -69,6 +70,12 @@ test: setup sync-check
 test-slow: setup sync-check
 	$(BIN)/nbdev_test --n_workers 2 --flags slow
 	$(BIN)/python -m pytest -q tests --slow
+
+# stored outputs: re-run in place, stderr (log lines, warnings) dropped, refused if an output names a machine path
+NBS ?= $(filter-out nbs/index.ipynb,$(wildcard nbs/[0-9]*.ipynb))
+outputs: setup
+	$(BIN)/python tools/run_notebook.py $(NBS)
+	$(BIN)/nbdev_clean
 
 lab: setup
 	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR)

@@ -181,7 +181,7 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
     # the key leaves out what a teacher run never reads (MST-Distill's switches; variant: a label), so adding such a
     # field keeps existing caches valid
-    unread = ("out", "progress", "resume", "pool", "stage1", "stage2", "shared_stages", "variant")
+    unread = ("out", "progress", "resume", "tensorboard", "pool", "stage1", "stage2", "shared_stages", "variant")
     key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in unread})
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"
     return replace(tcfg, out=str(out))

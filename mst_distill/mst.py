@@ -309,6 +309,6 @@ def shared_stages_config(cfg: RunConfig) -> RunConfig:
     """The run that trains stages 1-2 of the full method for `cfg` (no stage 3), in `_mst_stages/` beside `cfg.out`.
     Variants that differ only in the analysis switches share it: the same co-trained networks and MaskNets."""
     pcfg = replace(resolve_config(cfg), **SHARED_STAGE_DEFAULTS, epochs_s3=0, resume=False)
-    key = config_hash({k: v for k, v in asdict(pcfg).items() if k not in ("out", "progress", "resume")})
+    key = config_hash({k: v for k, v in asdict(pcfg).items() if k not in ("out", "progress", "resume", "tensorboard")})
     out = Path(cfg.out).parent/"_mst_stages"/f"mst-{cfg.dataset}-{cfg.target}-seed{cfg.seed}-{key}"
     return replace(pcfg, out=str(out))

@@ -19,11 +19,12 @@ from .data import PairedData, split_indices, iterate_batches, n_batches, standar
 from .models import use_channels_last, import_dataset_module, build_parts, model_spec
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'PROFILES', 'PAPER_DATASET',
-           'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES', 'ACTIVATION_FACTOR',
-           'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader', 'register_fixture', 'write_fixture',
-           'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
-           'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'NonFiniteLoss', 'start_stage_optimiser',
+__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'PROFILES',
+           'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES',
+           'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
+           'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
+           'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'Callback',
+           'tensorboard_available', 'TensorBoardLogger', 'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser',
            'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory',
            'activation_bytes', 'check_memory']
 
@@ -94,8 +95,10 @@ class RunConfig:
     margin: float = 0.5                 # soft-constrained CMKD feature margin
     max_batches: int | None = None      # cap on training batches per epoch (0/None: no cap)
     progress: bool = True               # progress bars
+    tensorboard: bool = True            # TensorBoard event files beside history.csv (when the tensorboard package is installed)
 
 INPUT_NORMS = ["reference", "standard"]
+RESUME_MAY_CHANGE = ("resume", "progress", "device", "tensorboard")  # fields a resumed run may set differently
 
 PROFILES = {
     "smoke": dict(n=200, epochs=1, epochs_s1=1, epochs_s2=1, batch_size=32, eval_batch_size=128, lr=1e-3,
@@ -344,6 +347,62 @@ def make_method(cfg: RunConfig, data: PairedData, device) -> Method:
         raise ConfigError(f"method: '{cfg.method}' is not implemented yet (available: {', '.join(sorted(METHOD_CLASSES))})")
     return METHOD_CLASSES[cfg.method](cfg, data, device)
 
+# %% ../nbs/07_trainer.ipynb #c1d45bb5
+class Callback:
+    "The trainer's hooks, each doing nothing here: subclass and override the ones you need (see the table above)."
+    def before_fit(self, trainer) -> None: pass
+    def before_step(self, trainer, batch) -> None: pass
+    def after_step(self, trainer, losses: dict) -> None: pass
+    def after_epoch(self, trainer, row: dict) -> None: pass
+    def after_fit(self, trainer, metrics: dict) -> None: pass
+    def close(self) -> None: pass
+
+# %% ../nbs/07_trainer.ipynb #41b43f94
+def tensorboard_available() -> bool:
+    "Whether the `tensorboard` package (which `torch.utils.tensorboard` writes through) is installed."
+    import importlib.util
+    return importlib.util.find_spec("tensorboard") is not None
+
+def _mask_image(a: np.ndarray, rows: int = 8) -> np.ndarray:
+    "(1, H, F) image in [0, 1] of a (classes, features) mean-mask array, each class `rows` pixels high so it is visible."
+    a = np.repeat(np.asarray(a, dtype=np.float32), rows, axis=0)
+    span = float(a.max() - a.min())
+    return ((a - a.min()) / span if span > 0 else np.zeros_like(a))[None]
+
+class TensorBoardLogger(Callback):
+    "TensorBoard event files in the run directory: losses per step, history rows per epoch, final metrics, learned masks."
+    def __init__(self): self.writer = None
+    def before_fit(self, trainer):
+        from torch.utils.tensorboard import SummaryWriter
+        # a resumed run drops what the interrupted attempt logged after its last checkpoint
+        self.writer = SummaryWriter(log_dir=str(trainer.rd.path), purge_step=trainer.step or None)
+    def after_step(self, trainer, losses):
+        for k, v in losses.items(): self.writer.add_scalar(f"{trainer.stage.name}/train_{k}", v, trainer.step)
+    def after_epoch(self, trainer, row):
+        for k, v in row.items():  # the epoch's mean training losses are the per-step curves already
+            if k not in ("stage", "epoch") and not k.startswith("train_") and isinstance(v, (int, float)):
+                self.writer.add_scalar(f"{row['stage']}/{k}", v, trainer.step)
+        self.writer.flush()
+    def after_fit(self, trainer, metrics):
+        for split in ("val", "test"):
+            for k, v in metrics[split].items():
+                if isinstance(v, (int, float)): self.writer.add_scalar(f"final/{split}_{k}", v, trainer.step)
+        masks = trainer.rd.path/"masks.npz"
+        if masks.exists():
+            with np.load(masks) as arrays:
+                for name in arrays.files: self.writer.add_image(f"masks/{name}", _mask_image(arrays[name]), trainer.step)
+        self.writer.flush()
+    def close(self):
+        if self.writer is not None: self.writer.close(); self.writer = None
+
+def default_callbacks(cfg: RunConfig, log=None) -> list[Callback]:
+    "The callbacks every run gets: TensorBoard when `cfg.tensorboard` is on and the package is installed."
+    if not cfg.tensorboard: return []
+    if not tensorboard_available():
+        if log: log.info("tensorboard is not installed: no event files (pip install tensorboard)")
+        return []
+    return [TensorBoardLogger()]
+
 # %% ../nbs/07_trainer.ipynb #ae9c0bfa
 def _freeze_all_but(module: nn.Module, params: list) -> None:
     keep = {id(p) for p in params}
@@ -391,11 +450,21 @@ def prepare_inputs(cfg: RunConfig, data: PairedData, splits: dict, log=None) -> 
     return data
 
 class Trainer:
-    "Runs one `RunConfig` end to end into its run directory."
-    def __init__(self, cfg: RunConfig, data: tuple | None = None):
+    """Runs one `RunConfig` end to end into its run directory. `callbacks` are called at the trainer's events (see
+    `Callback`), after the default ones (`default_callbacks`: TensorBoard)."""
+    def __init__(self, cfg: RunConfig, data: tuple | None = None, callbacks: list | tuple = ()):
         self.cfg = resolve_config(cfg)
         self.rd = RunDir(self.cfg.out)
         self._data = data  # optional preloaded (PairedData, split_table)
+        self.extra_callbacks = list(callbacks)
+        self.callbacks: list = []
+        self.method = self.stage = None
+        self.epoch = self.step = 0
+        self.history: list[dict] = []
+
+    def callback(self, event: str, *args) -> None:
+        "Call `event` (e.g. 'after_epoch') on every callback, in order."
+        for cb in self.callbacks: getattr(cb, event)(self, *args)
 
     def run(self) -> dict:
         "Train and evaluate; returns the metrics dict (also written to metrics.json). Failures are recorded."
@@ -412,6 +481,7 @@ class Trainer:
                 self._record_failure(e)
                 raise
             finally:
+                for cb in self.callbacks: cb.close()  # success or failure: event files closed
                 get_logger("mst_distill")  # close the run.log handler
         return metrics
 
@@ -420,7 +490,7 @@ class Trainer:
         cfg, rd = self.cfg, self.rd
         if cfg.resume and rd.config.exists():
             old = read_json(rd.config)
-            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in ("resume", "progress", "device") and old.get(k) != v}
+            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE and old.get(k) != v}
             if diff: raise ConfigError(f"{rd.config}: --resume with a different config: {diff}")
         if rd.status() == "completed":
             if not cfg.resume:
@@ -470,14 +540,19 @@ class Trainer:
             opt_state = ck["optimizer"]; set_rng_state(ck["rng"]); gen.set_state(ck["batch_generator"])
             log.info(f"resumed from {ckpt_path}: stage {stages[start_stage].name}, epoch {start_epoch}")
         autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+        # every epoch of every stage iterates the same training split: the optimiser steps done so far follow from the history
+        self.method, self.history, self.step = method, history, len(history) * self._steps_per_epoch(splits["train"])
+        self.callbacks = default_callbacks(cfg, log) + self.extra_callbacks
+        self.callback("before_fit")
 
         for si in range(start_stage, len(stages)):
             st = stages[si]
             opt = start_stage_optimiser(method, st)
             if si == start_stage and opt_state is not None and opt is not None: opt.load_state_dict(opt_state)
             if si != start_stage: start_epoch, best = 0, None
+            self.stage = st
             for epoch in range(start_epoch, st.epochs):
-                t0 = time.time()
+                self.epoch, t0 = epoch, time.time()
                 row = {"stage": st.name, "epoch": epoch}
                 row.update(self._train_epoch(st, method, data, splits["train"], opt, gen, autocast, epoch))
                 if st.val_step is not None:
@@ -497,6 +572,7 @@ class Trainer:
                 _write_csv(rd.history, history)
                 for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
                 log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+                self.callback("after_epoch", row)
             if best is not None:
                 for p, s in best["state"].items(): method.parts[p].load_state_dict(s)
                 log.info(f"stage {st.name}: kept epoch {best['epoch']} (val_{st.select}={best['score']:.4g})")
@@ -514,26 +590,33 @@ class Trainer:
             out["split_file"] = {"path": str(table.file), "sha256": file_sha256(table.file)}
         out["seconds"] = round(time.time() - t_start, 1)
         out["device"] = str(device); out["torch"] = torch.__version__
+        self.callback("after_fit", out)  # before the record: a completed record means every callback finished
         atomic_write_json(rd.metrics, out)
         ckpt_path.unlink(missing_ok=True)  # a completed run needs only final.pt; last.pt exists for resuming
         log.info(f"test accuracy={out['test']['accuracy']:.4f} macro_f1={out['test']['macro_f1']:.4f} -> {rd.metrics}")
         return out
 
+    def _steps_per_epoch(self, idx) -> int:
+        total = n_batches(len(idx), self.cfg.batch_size)
+        return min(total, self.cfg.max_batches) if self.cfg.max_batches else total
+
     def _train_epoch(self, st, method, data, idx, opt, gen, autocast, epoch) -> dict:
         from tqdm.auto import tqdm
-        cfg = self.cfg
         _set_modes(method.parts, st.train_parts)
         sums, count = {}, 0
-        total = n_batches(len(idx), cfg.batch_size)
-        if cfg.max_batches: total = min(total, cfg.max_batches)
-        bar = tqdm(iterate_batches(data, idx, cfg.batch_size, shuffle=True, generator=gen), total=total, leave=False,
-                   desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not cfg.progress)
+        total = self._steps_per_epoch(idx)
+        bar = tqdm(iterate_batches(data, idx, self.cfg.batch_size, shuffle=True, generator=gen), total=total, leave=False,
+                   desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not self.cfg.progress)
         for bi, b in enumerate(bar):
             if bi >= total: break
+            self.callback("before_step", b)
             losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}")
+            losses = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
             n = len(b[2]); count += n
-            for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * n
-            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.4f}")
+            for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + v * n
+            self.step += 1
+            self.callback("after_step", losses)
+            bar.set_postfix(loss=f"{losses['loss']:.4f}")
         return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
 
     @torch.no_grad()

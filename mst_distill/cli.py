@@ -8,16 +8,12 @@ import argparse, sys, time, json, re, inspect
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import MstDistillError, atomic_write_text
-from .trainer import RunConfig, DATASETS, METHODS, PROFILES, INPUT_NORMS, ROUTERS, POOLS, resolve_config, describe_protocol, run as run_experiment
+from .trainer import RunConfig, DATASETS, PROFILES, CHOICES, resolve_config, describe_protocol, run as run_experiment
 
 # %% auto #0
 __all__ = ['OneLineErrors', 'field_help', 'build_parser', 'main_table', 'main']
 
 # %% ../nbs/09_cli.ipynb #cbd85e8e
-_CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"],
-            "profile": list(PROFILES), "lb_mode": ["kl", "cv"], "router": ROUTERS, "pool": POOLS, "input_norm": INPUT_NORMS,
-            "precision": ["auto", "fp32", "bf16", "fp16"]}
-
 class OneLineErrors(argparse.ArgumentParser):
     "argparse that reports a bad command line in one line (the usage is for `--help`); exit status 2."
     def error(self, message): self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -38,7 +34,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             continue
         typ = int if f.type.startswith("int") else float if f.type.startswith("float") else str
         shown = default if default is not None else "from the profile"
-        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, choices=_CHOICES.get(f.name),
+        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, choices=CHOICES.get(f.name),
                        help=f"{about}{'; ' if about else ''}default: {shown}".replace("%", "%%"))
 
 def build_parser() -> argparse.ArgumentParser:

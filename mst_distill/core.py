@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['MstDistillError', 'DataError', 'ConfigError', 'seed_everything', 'get_rng_state', 'set_rng_state', 'pick_device',
-           'pick_precision', 'tune_cpu_allocator', 'atomic_write_json', 'atomic_write_text', 'atomic_torch_save',
-           'read_json', 'config_hash', 'cache_dir', 'RunDir', 'get_logger']
+__all__ = ['PRECISIONS', 'MstDistillError', 'DataError', 'ConfigError', 'seed_everything', 'get_rng_state', 'set_rng_state',
+           'pick_device', 'pick_precision', 'tune_cpu_allocator', 'atomic_write_json', 'atomic_write_text',
+           'atomic_torch_save', 'read_json', 'config_hash', 'cache_dir', 'RunDir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #1610bdaf
 class MstDistillError(Exception):
@@ -62,9 +62,11 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got '{name}'")
     return torch.device(name)
 
+PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+
 def pick_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    "The autocast dtype for `precision` in `{auto, fp32, bf16, fp16}`; None means plain float32."
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
+    "The autocast dtype for `precision` (one of `PRECISIONS`); None means plain float32."
+    if precision not in PRECISIONS:
         raise ConfigError(f"precision: expected auto, fp32, bf16 or fp16, got '{precision}'")
     if precision == "fp32": return None
     if device.type != "cuda":

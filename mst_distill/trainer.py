@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import (MstDistillError, ConfigError, DataError, seed_everything, get_rng_state, set_rng_state,
+from .core import (MstDistillError, ConfigError, DataError, PRECISIONS, seed_everything, get_rng_state, set_rng_state,
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
 from .data import PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
@@ -20,8 +20,8 @@ from .models import use_channels_last, import_dataset_module, build_parts, model
 
 # %% auto #0
 __all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'PROFILES',
-           'PAPER_DATASET', 'SMOKE_DATASET', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES', 'METHOD_MODULES',
-           'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
+           'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
+           'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
            'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
            'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'Callback',
            'tensorboard_available', 'TensorBoardLogger', 'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser',
@@ -132,16 +132,17 @@ def describe_protocol(cfg: RunConfig) -> str:
             f"trained alone; MST-Distill {cfg.epochs_s1} co-training + "
             f"{cfg.epochs_s2} masks + {cfg.epochs_s3} distillation; best epoch by validation")
 
+# the allowed values of every RunConfig field that has a fixed set (the CLI's choices too)
+CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"], "profile": list(PROFILES),
+           "lb_mode": ["kl", "cv"], "router": ROUTERS, "pool": POOLS, "input_norm": INPUT_NORMS, "precision": PRECISIONS}
+
 def _check_choice(field_name, value, choices):
     if value not in choices: raise ConfigError(f"{field_name}: expected one of {', '.join(map(str, choices))}, got '{value}'")
 
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "Validate `cfg` and fill its `None` fields from the profile (explicit values win)."
-    _check_choice("dataset", cfg.dataset, DATASETS); _check_choice("method", cfg.method, METHODS)
-    _check_choice("target", cfg.target, ["m1", "m2"]); _check_choice("teacher", cfg.teacher, ["mm", "cm"])
-    _check_choice("profile", cfg.profile, list(PROFILES)); _check_choice("lb_mode", cfg.lb_mode, ["kl", "cv"])
-    _check_choice("router", cfg.router, ROUTERS); _check_choice("pool", cfg.pool, POOLS)
-    if cfg.input_norm is not None: _check_choice("input_norm", cfg.input_norm, INPUT_NORMS)
+    for name, allowed in CHOICES.items():
+        if getattr(cfg, name) is not None: _check_choice(name, getattr(cfg, name), allowed)  # None: from the profile
     defaults = dict(PROFILES[cfg.profile])
     if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
     if cfg.profile == "smoke": defaults.update(SMOKE_DATASET.get(cfg.dataset, {}))

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PRECISIONS', 'MstDistillError', 'DataError', 'ConfigError', 'seed_everything', 'get_rng_state', 'set_rng_state',
-           'pick_device', 'pick_precision', 'tune_cpu_allocator', 'atomic_write_json', 'atomic_write_text',
-           'atomic_torch_save', 'read_json', 'config_hash', 'cache_dir', 'RunDir', 'get_logger']
+__all__ = ['PRECISIONS', 'MstDistillError', 'DataError', 'ConfigError', 'expect_one_line_error', 'seed_everything',
+           'get_rng_state', 'set_rng_state', 'pick_device', 'pick_precision', 'tune_cpu_allocator', 'atomic_write_json',
+           'atomic_write_text', 'atomic_torch_save', 'read_json', 'config_hash', 'cache_dir', 'RunDir', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #1610bdaf
 class MstDistillError(Exception):
@@ -24,6 +24,18 @@ class DataError(MstDistillError, ValueError):
 
 class ConfigError(MstDistillError, ValueError):
     "A configuration field has an invalid value."
+
+# %% ../nbs/00_core.ipynb #c7fbd8f8
+def expect_one_line_error(fn, *needles, exc: type = None) -> str:
+    "Run `fn`: it must raise `exc` (default `DataError`) with a one-line message containing every string in `needles`; prints and returns it."
+    exc = exc or DataError
+    try: fn()
+    except exc as e:
+        msg = str(e)
+        assert "\n" not in msg, msg
+        for s in needles: assert s in msg, (s, msg)
+        print(f"{exc.__name__}:", msg); return msg
+    raise AssertionError(f"expected a {exc.__name__} mentioning {needles}")
 
 # %% ../nbs/00_core.ipynb #2535f087
 def seed_everything(seed: int, deterministic: bool = True) -> None:

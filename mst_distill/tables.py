@@ -18,8 +18,9 @@ from .trainer import RunConfig
 # %% auto #0
 __all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'MST_SWITCHES', 'table_metric', 'switches_of', 'variant_of',
            'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table', 'format_cell', 'to_markdown',
-           'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares', 'ablation_table', 'routing_over_epochs',
-           'routing_by_class', 'plot_routing_over_epochs', 'plot_routing_by_class', 'write_tables']
+           'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares', 'ablation_table', 'routing_records',
+           'routing_over_epochs', 'routing_by_class', 'plot_routing_over_epochs', 'plot_routing_by_class',
+           'write_tables']
 
 # %% ../nbs/19_tables.ipynb #c66b0558
 METRIC = {"nyu-depth-v2": "miou"}           # the table metric; accuracy elsewhere
@@ -219,32 +220,31 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     return df
 
 # %% ../nbs/19_tables.ipynb #64b11086
-def _routing_csvs(runs: pd.DataFrame) -> pd.DataFrame:
-    "Every MST-Distill run's routing.csv, with its target and seed."
+def routing_records(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every MST-Distill run's routing.csv (split, epoch, expert, class, count), with its target and seed: the input of
+    the routing figures, small enough to keep beside a table's records (`measurements/` holds the lite batches')."""
     frames = [pd.read_csv(Path(r.path)/"routing.csv").assign(target=r.target, seed=r.seed)
               for r in runs[runs.method == "mst"].itertuples() if (Path(r.path)/"routing.csv").exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["split", "epoch", "expert", "class", "count", "target", "seed"])
 
-def routing_over_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+def routing_over_epochs(routing: pd.DataFrame) -> pd.DataFrame:
     "(target, seed, epoch, expert, share): the share of stage-3 training samples routed to each teacher per epoch."
-    r = _routing_csvs(runs)
-    r = r[r.split == "train"].astype({"epoch": int})
+    r = routing[routing.split == "train"].astype({"epoch": int})
     g = r.groupby(["target", "seed", "epoch", "expert"], sort=False)["count"].sum().reset_index()
     g["share"] = g["count"] / g.groupby(["target", "seed", "epoch"])["count"].transform("sum")
     return g.drop(columns="count")
 
-def routing_by_class(runs: pd.DataFrame) -> pd.DataFrame:
+def routing_by_class(routing: pd.DataFrame) -> pd.DataFrame:
     "(target, expert, class, share, n): the share of each class's test samples each teacher serves, mean over n seeds."
-    r = _routing_csvs(runs)
-    r = r[r.split == "test"]
+    r = routing[routing.split == "test"]
     r = r.assign(share=r["count"] / r.groupby(["target", "seed", "class"])["count"].transform("sum"))
     return (r.groupby(["target", "expert", "class"], sort=False)
              .agg(share=("share", "mean"), n=("seed", "nunique")).reset_index())
 
 # %% ../nbs/19_tables.ipynb #22b0ad26
-def plot_routing_over_epochs(runs: pd.DataFrame, dataset: str):
+def plot_routing_over_epochs(routing: pd.DataFrame, dataset: str):
     "One panel per target: each teacher's share of the routed samples per stage-3 epoch, mean over seeds ± std (band)."
-    rf = routing_over_epochs(runs)
+    rf = routing_over_epochs(routing)
     if rf.empty: return None
     fig, panels = _target_panels(rf, 4.8, 3.2)
     for ax, t in panels:
@@ -259,9 +259,9 @@ def plot_routing_over_epochs(runs: pd.DataFrame, dataset: str):
     fig.tight_layout()
     return fig
 
-def plot_routing_by_class(runs: pd.DataFrame, dataset: str):
+def plot_routing_by_class(routing: pd.DataFrame, dataset: str):
     "One heat map per target: share (%) of each class's test samples that each teacher serves, mean over seeds."
-    rf = routing_by_class(runs)
+    rf = routing_by_class(routing)
     if rf.empty: return None
     fig, panels = _target_panels(rf, 5.5, 3.4)
     for ax, t in panels:
@@ -309,9 +309,10 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
             with matplotlib.rc_context({"figure.max_open_warning": 0}):
                 if len(df): _save_figure(plot_table(df, dataset, metric).figure, out/f"{name}.png")
                 if len(ab): _save_figure(plot_table(ab, dataset, metric).figure, out/f"{name}-ablation.png")
-                for suffix, draw in (("routing", plot_routing_shares), ("routing-epochs", plot_routing_over_epochs),
-                                     ("routing-classes", plot_routing_by_class)):
-                    fig = draw(full, dataset)
+                routing = routing_records(full)
+                for suffix, fig in (("routing", plot_routing_shares(full, dataset)),
+                                    ("routing-epochs", plot_routing_over_epochs(routing, dataset)),
+                                    ("routing-classes", plot_routing_by_class(routing, dataset))):
                     if fig is not None: _save_figure(fig, out/f"{name}-{suffix}.png")
     atomic_write_text(out/"left_out.csv", left.to_csv(index=False))
     counts = left.status.str.split(" ").str[0].value_counts().to_dict() if len(left) else {}

@@ -26,9 +26,8 @@ class ConfigError(MstDistillError, ValueError):
     "A configuration field has an invalid value."
 
 # %% ../nbs/00_core.ipynb #c7fbd8f8
-def expect_one_line_error(fn, *needles, exc: type = None) -> str:
-    "Run `fn`: it must raise `exc` (default `DataError`) with a one-line message containing every string in `needles`; prints and returns it."
-    exc = exc or DataError
+def expect_one_line_error(fn, *needles, exc: type = DataError) -> str:
+    "Run `fn`: it must raise `exc` with a one-line message containing every string in `needles`; prints and returns it."
     try: fn()
     except exc as e:
         msg = str(e)

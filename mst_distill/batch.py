@@ -15,8 +15,8 @@ from .trainer import RunConfig, DATASETS, METHODS, PROFILES, resolve_config
 # %% auto #0
 __all__ = ['AXES', 'DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'EXPERIMENT_NOTEBOOKS', 'NO_TEACHER_AXIS',
            'NOTEBOOK_PARAMETERS', 'Manifest', 'parse_manifest', 'load_manifest', 'RunSpec', 'not_applicable', 'expand',
-           'schedule', 'check_runs', 'experiments_dir', 'run_state', 'execute_run', 'worker_environments',
-           'summary_markdown', 'prepare_offline_data', 'run_batch']
+           'schedule', 'check_runs', 'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run',
+           'worker_environments', 'summary_markdown', 'prepare_offline_data', 'run_batch']
 
 # %% ../nbs/18_batch.ipynb #b192de57
 AXES = {"datasets": DATASETS, "targets": ["m1", "m2"], "methods": METHODS, "teachers": ["mm", "cm"]}
@@ -195,6 +195,22 @@ def check_runs(runs: list[RunSpec], runs_dir, where: str = "manifest") -> None:
         if cfg.data_root and not Path(cfg.data_root).is_dir():
             raise ConfigError(f"{where}: overrides.{r.dataset}.data_root: folder {cfg.data_root} does not exist")
 
+# %% ../nbs/18_batch.ipynb #f4523087
+import tempfile, uuid
+from jupyter_client.localinterfaces import localhost
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import default
+
+class SocketFileKernelManager(AsyncKernelManager):
+    "A kernel manager whose kernels listen on uniquely named Unix socket files, not on TCP ports picked before binding."
+    @default("transport")
+    def _transport_default(self): return "ipc" if os.name == "posix" else "tcp"
+
+    @default("ip")
+    def _socket_prefix(self):  # the socket files' prefix: absolute (not relative to the run's folder), one per kernel
+        if self.transport != "ipc": return localhost()
+        return os.path.join(tempfile.gettempdir(), f"mst-distill-kernel-{uuid.uuid4().hex[:12]}")
+
 # %% ../nbs/18_batch.ipynb #90b5202e
 def experiments_dir() -> Path:
     "The folder of the experiment notebooks (`nbs/experiments` of this checkout)."
@@ -233,7 +249,8 @@ def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3"
     partial, executed = out/".experiment.partial.ipynb", out/"experiment.ipynb"
     try:
         pm.execute_notebook(str(notebook), str(partial), parameters=spec.parameters(runs_dir, resume=state == "interrupted"),
-                            kernel_name=kernel, progress_bar=False, cwd=str(out))
+                            kernel_name=kernel, progress_bar=False, cwd=str(out),
+                            kernel_manager_class=SocketFileKernelManager)
     except pm.PapermillExecutionError as e: error = f"{e.ename}: {e.evalue}".strip()
     except Exception as e: error = f"{type(e).__name__}: {e}"
     finally:

@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run tables outputs tables-relational tables-full tables-ablation test test-slow sync-check lab readme clean
+.PHONY: setup sysdeps run tables outputs tables-relational tables-full tables-rest tables-ablation test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -52,6 +52,8 @@ tables-relational: setup
 	$(call lite_batch,manifests/lite-relational.yaml)
 tables-full: setup
 	$(call lite_batch,manifests/lite.yaml)
+tables-rest: setup
+	$(call lite_batch,manifests/lite-rest.yaml)
 tables-ablation: setup
 	$(call lite_batch,manifests/ablation-lite.yaml)
 

@@ -11,9 +11,10 @@ from .core import MstDistillError, atomic_write_text
 from .trainer import RunConfig, DATASETS, PROFILES, CHOICES, resolve_config, describe_protocol, run as run_experiment
 
 # %% auto #0
-__all__ = ['OneLineErrors', 'field_help', 'build_parser', 'main_table', 'main']
+__all__ = ['OneLineErrors', 'field_help', 'field_groups', 'build_parser', 'config_from_args', 'main_table', 'main_configs',
+           'main']
 
-# %% ../nbs/09_cli.ipynb #cbd85e8e
+# %% ../nbs/09_cli.ipynb #de319d53
 class OneLineErrors(argparse.ArgumentParser):
     "argparse that reports a bad command line in one line (the usage is for `--help`); exit status 2."
     def error(self, message): self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
@@ -22,21 +23,36 @@ def field_help() -> dict[str, str]:
     "The comment beside each `RunConfig` field in its source: the help text of its flag."
     return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+?)\s*$", inspect.getsource(RunConfig), flags=re.M))
 
+def field_groups() -> dict[str, list[str]]:
+    "The `## title` sections of `RunConfig`'s source, each with its fields in order: the groups of `run --help`."
+    groups, title = {}, "settings"
+    for line in inspect.getsource(RunConfig).splitlines():
+        if m := re.match(r"\s+## (.+?)\s*$", line): title = m.group(1)
+        elif m := re.match(r"\s+(\w+):", line): groups.setdefault(title, []).append(m.group(1))
+    return groups
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     "One flag per RunConfig field: --field-name; a switch --x for a boolean that is off by default, --no-x for one that is on."
-    defaults, helps = RunConfig(), field_help()
-    for f in fields(RunConfig):
-        default, about = getattr(defaults, f.name), helps.get(f.name, "")
-        if isinstance(default, bool):
-            flag = f"--{'no-' if default else ''}{f.name.replace('_', '-')}"
-            p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", default=default,
-                           help=f"{'turn off: ' if default else ''}{about or f.name}")
-            continue
-        typ = int if f.type.startswith("int") else float if f.type.startswith("float") else str
-        shown = default if default is not None else "from the profile"
-        p.add_argument("--" + f.name.replace("_", "-"), type=typ, default=default, choices=CHOICES.get(f.name),
-                       help=f"{about}{'; ' if about else ''}default: {shown}".replace("%", "%%"))
+    defaults, helps, types = RunConfig(), field_help(), {f.name: f.type for f in fields(RunConfig)}
+    for title, names in field_groups().items():
+        group = p.add_argument_group(*title.split(": ", 1))  # "name: what it holds" -> title, description
+        for name in names: _add_flag(group, name, getattr(defaults, name), types[name], helps.get(name, ""))
 
+def _add_flag(group, name: str, default, typ: str, about: str) -> None:
+    if isinstance(default, bool):
+        flag = f"--{'no-' if default else ''}{name.replace('_', '-')}"
+        group.add_argument(flag, dest=name, action="store_false" if default else "store_true", default=default,
+                           help=f"{'turn off: ' if default else ''}{about or name}")
+        return
+    parse = int if typ.startswith("int") else float if typ.startswith("float") else str
+    from_profile = any(name in values for values in PROFILES.values())
+    shown = (None if "default" in about or default == "" else "from the profile" if default is None and from_profile
+             else None if default is None else default)  # the comment's own word on the default wins
+    about = "; ".join(x for x in (about, shown is not None and f"default: {shown}") if x)
+    group.add_argument("--" + name.replace("_", "-"), type=parse, default=default, choices=CHOICES.get(name),
+                       help=about.replace("%", "%%"))
+
+# %% ../nbs/09_cli.ipynb #e017cc89
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineErrors(prog="mst-distill", description="Cross-modal knowledge distillation laboratory (MST-Distill and baselines)")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -79,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--hidden-dim-factor", type=int, default=None)
     return ap
 
+# %% ../nbs/09_cli.ipynb #51d5ee7f
 def _cmd_data(a) -> int:
     from mst_distill.avmnist import generate_avmnist_lite, avmnist_lite_root
     t0 = time.time()
@@ -92,8 +109,12 @@ def _cmd_data(a) -> int:
     print(f"avmnist-lite (n={a.n}, seed={a.seed}) ready in {root} ({time.time() - t0:.1f}s)")
     return 0
 
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    "The `RunConfig` of a parsed `mst-distill run` command line."
+    return RunConfig(**{f.name: getattr(a, f.name) for f in fields(RunConfig)})
+
 def _cmd_run(a) -> int:
-    cfg = RunConfig(**{f.name: getattr(a, f.name) for f in fields(RunConfig)})
+    cfg = config_from_args(a)
     m = run_experiment(cfg)
     t = m["test"]
     print(f"status: {m['status']}  test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  -> {cfg.out or 'runs/'}")
@@ -109,16 +130,19 @@ def main_table(results: list[dict]) -> str:
         lines.append(f"| {label[meth]} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
+def main_configs(profile: str = "quick", out="runs/main", seed: int = 0, device: str = "auto", progress: bool = True) -> list[RunConfig]:
+    "The runs of the main job: the plain student and MST-Distill for each target, on avmnist-lite."
+    return [RunConfig(dataset="avmnist-lite", target=target, method=method, profile=profile, seed=seed,
+                      out=str(Path(out)/f"{method}-{target}"), device=device, progress=progress)
+            for target in ("m1", "m2") for method in ("student", "mst")]
+
 def _cmd_main(a) -> int:
     t0 = time.time(); results = []
     protocol = describe_protocol(resolve_config(RunConfig(dataset="avmnist-lite", method="mst", profile=a.profile)))
     print(f"protocol: {protocol}", flush=True)
-    for target in ("m1", "m2"):
-        for method in ("student", "mst"):
-            out = Path(a.out)/f"{method}-{target}"
-            print(f"== {method} -> {target} ({a.profile}) into {out}", flush=True)
-            results.append(run_experiment(RunConfig(dataset="avmnist-lite", target=target, method=method, profile=a.profile,
-                                                    seed=a.seed, out=str(out), device=a.device, progress=a.progress)))
+    for cfg in main_configs(a.profile, a.out, a.seed, a.device, a.progress):
+        print(f"== {cfg.method} -> {cfg.target} ({a.profile}) into {cfg.out}", flush=True)
+        results.append(run_experiment(cfg))
     table = main_table(results)
     minutes = (time.time() - t0) / 60
     note = f"\navmnist-lite, seed {a.seed}: test accuracy (%), {minutes:.1f} min in all\nprotocol: {protocol}\n"
@@ -126,6 +150,7 @@ def _cmd_main(a) -> int:
     print("\n" + table + note)
     return 0
 
+# %% ../nbs/09_cli.ipynb #279ffcdd
 def _cmd_batch(a) -> int:
     from mst_distill.batch import run_batch
     records = run_batch(a.manifest, a.out, a.workers, progress=a.progress, dry_run=a.dry_run)

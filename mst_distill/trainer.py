@@ -39,6 +39,7 @@ POOLS = list(POOL_NETWORKS)
 @dataclass
 class RunConfig:
     "Everything that defines a run. `None` fields are filled from the profile (see `resolve_config`)."
+    ## run: what to run, on which data, into which folder
     dataset: str = "avmnist-lite"       # one of DATASETS
     target: str = "m1"                  # the student's modality
     method: str = "mst"                 # one of METHODS
@@ -46,11 +47,11 @@ class RunConfig:
     profile: str = "quick"              # smoke | quick | lite | paper: the defaults of every None field
     seed: int = 0                       # seeds the RNGs and selects split column group_{seed}
     data_root: str | None = None        # folder holding the data set; avmnist-lite: generated and cached if None
-    out: str | None = None              # run directory; default runs/{dataset}/{method}-{target}-seed{seed}
-    device: str = "auto"                # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"             # auto: bf16 autocast on a capable GPU, fp32 on CPU
-    resume: bool = False                # continue from checkpoints/last.pt (the config must be the same)
     n: int | None = None                # avmnist-lite: number of samples to generate
+    out: str | None = None              # run directory; default runs/{dataset}/{method}-{target}-seed{seed}
+    resume: bool = False                # continue from checkpoints/last.pt (the config must be the same)
+    variant: str = ""                   # a batch manifest's variant label, recorded with the run (changes nothing else)
+    ## budget: epochs, batches, optimiser (None: from the profile)
     epochs: int | None = None           # every single-stage method: teacher, student, baselines (their teachers too)
     epochs_s1: int | None = None        # MST stage 1 (co-training)
     epochs_s2: int | None = None        # MST stage 2 (mask modules)
@@ -59,9 +60,11 @@ class RunConfig:
     batch_size: int | None = None       # training batch size
     eval_batch_size: int | None = None  # validation and test batch size
     lr: float | None = None             # Adam learning rate (single-stage methods, MST stage 3)
-    input_norm: str | None = None       # reference: the data set's own normalisation; standard: then z-score per channel (train split)
     s1_lr: float | None = None          # MST stage 1 learning rate; default: lr
     s2_lr: float | None = None          # MST stage 2 learning rate; default: lr
+    input_norm: str | None = None       # reference: the data set's own normalisation; standard: then z-score per channel (train split)
+    max_batches: int | None = None      # cap on training batches per epoch (0/None: no cap)
+    ## MST-Distill: its losses, MaskNets, router and the analyses' switches
     temperature: float = 4.0            # softmax temperature of the distillation terms
     k: int = 1                          # experts per sample
     mask_layer_num: int = 2             # MaskNet attention layers
@@ -76,11 +79,9 @@ class RunConfig:
     stage1: bool = True                 # MST stage 1 (co-training); off: the teachers are trained alone (the baselines' cache) and the student starts from scratch in stage 3
     stage2: bool = True                 # MST stage 2 (mask modules); off: the specialized teachers are the unmasked networks, one expert per network
     shared_stages: bool = False         # MST analyses: stages 1-2 come from one cached run of the full method per seed and target (_mst_stages/), so variants differ only in what they switch
-    variant: str = ""                   # a batch manifest's variant label, recorded with the run (changes nothing else)
     stacked_masks: bool = False         # reference option: expert i applies masks 1..i
     naive: bool = False                 # compute every expert on every sample (the reference's cost), for benchmarks
-    channels_last: bool = True          # convolution memory layout (faster on CPU and on GPUs with bf16)
-    # baselines (reference defaults; see the baselines notebook)
+    ## baselines (reference defaults; see the baselines notebook)
     alpha: float = 0.5                  # weight of the distillation term, (1-α)·CE + α·L, halved every 30 epochs
     hint_epochs: int | None = None      # FitNets hint phase (default: epochs)
     hint_lr: float = 1e-3               # FitNets hint-phase learning rate
@@ -93,7 +94,10 @@ class RunConfig:
     krc: float = 0.0                    # C2KD Kendall-rank threshold
     mgdfr_ratio: float = 0.75           # MGDFR share of least-salient teacher channels replaced by their mean
     margin: float = 0.5                 # soft-constrained CMKD feature margin
-    max_batches: int | None = None      # cap on training batches per epoch (0/None: no cap)
+    ## hardware and output
+    device: str = "auto"                # auto | cpu | cuda | cuda:N | mps
+    precision: str = "auto"             # auto: bf16 autocast on a capable GPU, fp32 on CPU
+    channels_last: bool = True          # convolution memory layout (faster on CPU and on GPUs with bf16)
     progress: bool = True               # progress bars
     tensorboard: bool = True            # TensorBoard event files beside history.csv (when the tensorboard package is installed)
 

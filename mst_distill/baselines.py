@@ -5,18 +5,18 @@
 # %% ../nbs/13_baselines.ipynb #29da8008
 from __future__ import annotations
 import contextlib, logging, math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ConfigError, RunDir, config_hash, get_logger, read_json, seed_everything
+from .core import ConfigError, RunDir, get_logger, read_json, seed_everything
 from .data import split_indices
 from .models import StagedNet, build_parts
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, RunConfig, register_method, resolve_config
+from .trainer import Method, Stage, RunConfig, register_method, resolve_config, cache_key
 from filelock import FileLock
 
 # %% auto #0
@@ -181,8 +181,7 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
                      channels_last=cfg.channels_last, max_batches=cfg.max_batches, progress=cfg.progress)
     # the key leaves out what a teacher run never reads (MST-Distill's switches; variant: a label), so adding such a
     # field keeps existing caches valid
-    unread = ("out", "progress", "resume", "tensorboard", "pool", "stage1", "stage2", "shared_stages", "variant")
-    key = config_hash({k: v for k, v in asdict(tcfg).items() if k not in unread})
+    key = cache_key(tcfg, unread=("pool", "stage1", "stage2", "shared_stages", "variant"))
     out = Path(cfg.out).parent/"_teachers"/f"{kind}-{cfg.dataset}-{target}-seed{cfg.seed}-{key}"
     return replace(tcfg, out=str(out))
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
-from .core import ConfigError, seed_everything, config_hash
+from .core import ConfigError, seed_everything
 from .models import build_parts, model_spec
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config
+from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config, cache_key
 
 # %% auto #0
 __all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
@@ -309,6 +309,6 @@ def shared_stages_config(cfg: RunConfig) -> RunConfig:
     """The run that trains stages 1-2 of the full method for `cfg` (no stage 3), in `_mst_stages/` beside `cfg.out`.
     Variants that differ only in the analysis switches share it: the same co-trained networks and MaskNets."""
     pcfg = replace(resolve_config(cfg), **SHARED_STAGE_DEFAULTS, epochs_s3=0, resume=False)
-    key = config_hash({k: v for k, v in asdict(pcfg).items() if k not in ("out", "progress", "resume", "tensorboard")})
+    key = cache_key(pcfg)
     out = Path(cfg.out).parent/"_mst_stages"/f"mst-{cfg.dataset}-{cfg.target}-seed{cfg.seed}-{key}"
     return replace(pcfg, out=str(out))

@@ -19,16 +19,16 @@ from .data import PairedData, split_indices, iterate_batches, n_batches, standar
 from .models import use_channels_last, import_dataset_module, build_parts, model_spec
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'PROFILES',
-           'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
-           'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'describe_protocol', 'resolve_config', 'register_loader',
-           'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'metrics_from_confusion', 'Stage',
-           'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly', 'register_method', 'make_method', 'Callback',
-           'tensorboard_available', 'TensorBoardLogger', 'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser',
-           'optimisation_step', 'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory',
-           'activation_bytes', 'check_memory']
+__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'NOT_IN_CACHE_KEY',
+           'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
+           'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config',
+           'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
+           'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
+           'register_method', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
+           'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
+           'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory']
 
-# %% ../nbs/07_trainer.ipynb #a385d0a3
+# %% ../nbs/07_trainer.ipynb #afafcc83
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
 METHODS = ["teacher", "student", "mst", "kd", "fitnets", "rkd", "crd", "ofa", "mlld", "c2kd", "mgdfr", "dml", "softcmkd"]
 ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice of experts per sample (08_mst)
@@ -101,8 +101,15 @@ class RunConfig:
     progress: bool = True               # progress bars
     tensorboard: bool = True            # TensorBoard event files beside history.csv (when the tensorboard package is installed)
 
+# %% ../nbs/07_trainer.ipynb #c1f98bbd
 INPUT_NORMS = ["reference", "standard"]
 RESUME_MAY_CHANGE = ("resume", "progress", "device", "tensorboard")  # fields a resumed run may set differently
+# where a run writes and how it reports: two runs that differ only in these compute the same thing
+NOT_IN_CACHE_KEY = ("out", "progress", "resume", "tensorboard")
+
+def cache_key(cfg: RunConfig, unread: tuple[str, ...] = ()) -> str:
+    "The hash naming a cached run (a baseline's teacher, MST's shared stages) of `cfg`; `unread`: fields it never reads."
+    return config_hash({k: v for k, v in asdict(cfg).items() if k not in NOT_IN_CACHE_KEY + unread})
 
 PROFILES = {
     "smoke": dict(n=200, epochs=1, epochs_s1=1, epochs_s2=1, batch_size=32, eval_batch_size=128, lr=1e-3,
@@ -136,6 +143,20 @@ def describe_protocol(cfg: RunConfig) -> str:
             f"trained alone; MST-Distill {cfg.epochs_s1} co-training + "
             f"{cfg.epochs_s2} masks + {cfg.epochs_s3} distillation; best epoch by validation")
 
+# %% ../nbs/07_trainer.ipynb #259b865e
+_POSITIVE = ("lr", "s1_lr", "s2_lr", "hint_lr", "temperature", "nce_t", "ofa_eps")
+_NON_NEGATIVE = ("w_task", "w_kl", "w_lb", "alpha", "nce_momentum", "mgdfr_ratio", "margin")
+
+def _check_numbers(cfg: RunConfig) -> None:
+    "Every float setting is finite; rates and temperatures are > 0, weights and ratios >= 0."
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        if not isinstance(v, float): continue
+        low = "> 0" if f.name in _POSITIVE else ">= 0" if f.name in _NON_NEGATIVE else None
+        if not math.isfinite(v) or (low == "> 0" and v <= 0) or (low == ">= 0" and v < 0):
+            raise ConfigError(f"{f.name}: expected a finite number{' ' + low if low else ''}, got {v}")
+
+# %% ../nbs/07_trainer.ipynb #162dab6c
 # the allowed values of every RunConfig field that has a fixed set (the CLI's choices too)
 CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"], "profile": list(PROFILES),
            "lb_mode": ["kl", "cv"], "router": ROUTERS, "pool": POOLS, "input_norm": INPUT_NORMS, "precision": PRECISIONS}
@@ -168,18 +189,6 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     if not 0 <= cfg.seed < 20: raise ConfigError(f"seed: the split files have 20 columns, so seed must be 0..19, got {cfg.seed}")
     _check_numbers(cfg)
     return cfg
-
-_POSITIVE = ("lr", "s1_lr", "s2_lr", "hint_lr", "temperature", "nce_t", "ofa_eps")
-_NON_NEGATIVE = ("w_task", "w_kl", "w_lb", "alpha", "nce_momentum", "mgdfr_ratio", "margin")
-
-def _check_numbers(cfg: RunConfig) -> None:
-    "Every float setting is finite; rates and temperatures are > 0, weights and ratios >= 0."
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        if not isinstance(v, float): continue
-        low = "> 0" if f.name in _POSITIVE else ">= 0" if f.name in _NON_NEGATIVE else None
-        if not math.isfinite(v) or (low == "> 0" and v <= 0) or (low == ">= 0" and v < 0):
-            raise ConfigError(f"{f.name}: expected a finite number{' ' + low if low else ''}, got {v}")
 
 # %% ../nbs/07_trainer.ipynb #517ff6ac
 DATA_LOADERS: dict[str, Callable[[RunConfig], tuple[PairedData, np.ndarray]]] = {}

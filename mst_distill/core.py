@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #0553aa91
 from __future__ import annotations
-import os, json, random, logging, tempfile, hashlib, sys, socket, contextlib
+import os, re, json, random, logging, tempfile, hashlib, sys, socket, contextlib
 from pathlib import Path
 from typing import Any
 import numpy as np
@@ -26,6 +26,10 @@ class ConfigError(MstDistillError, ValueError):
     "A configuration field has an invalid value."
 
 # %% ../nbs/00_core.ipynb #c7fbd8f8
+def _without_temp_dirs(text: str) -> str:
+    "`text` with each temporary folder shown as `…` (a stored notebook output names no folder of this machine)."
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^/\s]+", "…", text)
+
 def expect_one_line_error(fn, *needles, exc: type = DataError) -> str:
     "Run `fn`: it must raise `exc` with a one-line message containing every string in `needles`; prints and returns it."
     try: fn()
@@ -33,7 +37,7 @@ def expect_one_line_error(fn, *needles, exc: type = DataError) -> str:
         msg = str(e)
         assert "\n" not in msg, msg
         for s in needles: assert s in msg, (s, msg)
-        print(f"{exc.__name__}:", msg); return msg
+        print(f"{exc.__name__}:", _without_temp_dirs(msg)); return msg
     raise AssertionError(f"expected a {exc.__name__} mentioning {needles}")
 
 # %% ../nbs/00_core.ipynb #2535f087

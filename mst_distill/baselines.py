@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import ConfigError, RunDir, get_logger, read_json, seed_everything
-from .data import split_indices
+from .data import Batch, split_indices
 from .models import StagedNet, build_parts
 from .losses import kd_loss, kd_per_sample
 from .trainer import Method, Stage, RunConfig, register_method, resolve_config, cache_key
@@ -23,13 +23,13 @@ from filelock import FileLock
 __all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
            'MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'Tap', 'tap_stage', 'baseline_tap', 'hint_pairs', 'forward_with_taps',
            'feature_shapes', 'other_modality', 'teacher_run_config', 'train_once', 'pretrained', 'distill_objective',
-           'AlphaSchedule', 'check_method_limits', 'accuracy', 'TeacherBaseline', 'KD', 'ConvRegressor',
-           'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines',
-           'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed',
-           'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau',
-           'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience',
-           'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML',
-           'quality_weights', 'softcmkd_loss', 'SoftCMKD']
+           'AlphaSchedule', 'check_method_limits', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor',
+           'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss',
+           'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD',
+           'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
+           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
+           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
+           'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #930d8435
 HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
@@ -246,15 +246,10 @@ def check_method_limits(cfg: RunConfig, task: str) -> None:
     if cfg.method in CROSS_MODAL_TEACHER_ONLY and cfg.teacher != "cm":
         raise ConfigError(f"teacher: {cfg.method} learns from the other modality's network only; use --teacher cm (got '{cfg.teacher}')")
 
-def accuracy(z: torch.Tensor, y: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
-    "Share of correct predictions (pixels with the void label excluded)."
-    hit = z.argmax(1) == y
-    return (hit[y != ignore_index] if ignore_index is not None else hit).float().mean()
-
 # %% ../nbs/13_baselines.ipynb #bba8f2f2
-def _probe(data) -> tuple:
+def _probe(data) -> Batch:
     "A two-sample batch on the CPU, to size the layers built on top of the networks (parts are still on the CPU)."
-    return (data.m1[:2].cpu(), data.m2[:2].cpu(), data.y[:2].cpu(), torch.arange(2))
+    return Batch(data.m1[:2].cpu(), data.m2[:2].cpu(), data.y[:2].cpu(), torch.arange(2))
 
 def _params(parts: nn.ModuleDict, names: list[str]) -> list:
     return [p for n in names for p in parts[n].parameters()]
@@ -284,11 +279,11 @@ class TeacherBaseline(Method):
 
     def train_step(self, b):
         zs, terms = self.distill_terms(b)
-        ce = self.ce(zs.float(), b[2])
+        ce = self.ce(zs.float(), b.y)
         return {"loss": distill_objective(ce, terms["distill"], self.schedule.alpha), "ce": ce, **terms}
     def val_step(self, b):
         z = self.predict(b)
-        return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2], self.ignore_index)}
+        return {"ce": self.ce(z.float(), b.y), "acc": self.accuracy(z, b.y)}
     def distill_stage(self) -> Stage:
         return Stage("distill", self.cfg.epochs, _params(self.parts, self.trained), self.cfg.lr, self.train_step,
                      self.val_step, select="ce", keep=list(self.trained), train_parts=list(self.trained),
@@ -504,7 +499,7 @@ class CRD(TeacherBaseline):
     def distill_terms(self, b):
         zs, fs = self.student_out(b, [self.s_tap])
         _, ft = self.teacher_out(b, [self.t_tap])
-        return zs, self.parts["crd"](fs[self.s_tap], ft[self.t_tap], b[2], b[3])
+        return zs, self.parts["crd"](fs[self.s_tap], ft[self.t_tap], b.y, b.idx)
 
 # %% ../nbs/13_baselines.ipynb #ae512f98
 def ofa_loss(branch_logits: list[torch.Tensor], teacher_logits: torch.Tensor, y: torch.Tensor, eps: float = 1.1) -> torch.Tensor:
@@ -540,7 +535,7 @@ class OFA(TeacherBaseline):
         zs, fs = self.student_out(b, self.taps)
         zt, _ = self.teacher_out(b)
         branches = [p(fs[t]) for p, t in zip(self.parts["projectors"], self.taps)] + [zs]
-        return zs, {"distill": ofa_loss(branches, zt, b[2], self.cfg.ofa_eps)}
+        return zs, {"distill": ofa_loss(branches, zt, b.y, self.cfg.ofa_eps)}
 
 # %% ../nbs/13_baselines.ipynb #d795aaf5
 MLLD_TEMPERATURES = (2.0, 3.0, 4.0, 5.0, 6.0)
@@ -624,13 +619,13 @@ class C2KD(Method):
         return zt, zs, self.parts["proxy_t"](ft[self.taps["teacher"]]), self.parts["proxy_s"](fs[self.taps["student"]])
 
     def train_step(self, b):
-        if len(b[2]) < 2:  # BatchNorm in the proxies cannot train on one sample: skip such a batch
-            return {"loss": torch.zeros((), device=b[2].device)}
-        return c2kd_loss(*self._outputs(b), b[2], self.cfg.krc)
+        if len(b.y) < 2:  # BatchNorm in the proxies cannot train on one sample: skip such a batch
+            return {"loss": torch.zeros((), device=b.y.device)}
+        return c2kd_loss(*self._outputs(b), b.y, self.cfg.krc)
     def val_step(self, b):
         zs = self.predict(b)
         zt = self.parts["teacher"](self.cross_input(b))
-        return {"ce": self.ce(zs.float(), b[2]), "acc": accuracy(zs, b[2]), "acc_t": accuracy(zt, b[2])}
+        return {"ce": self.ce(zs.float(), b.y), "acc": self.accuracy(zs, b.y), "acc_t": self.accuracy(zt, b.y)}
     def stages(self):
         return [Stage("co_distill", self.cfg.epochs, _params(self.parts, self.trained), self.cfg.lr, self.train_step,
                       self.val_step, select="ce", keep=list(self.trained), train_parts=list(self.trained))]
@@ -708,13 +703,13 @@ class MGDFR(Method):
 
     # phase 1
     def co_step(self, b):
-        out = mgdfr_cotrain_loss(self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b)), b[2],
+        out = mgdfr_cotrain_loss(self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b)), b.y,
                                  self.void_label)
         return out
     def co_val(self, b):
         zt, zs = self.parts["teacher"](self.cross_input(b)), self.parts["co_student"](self.student_input(b))
-        ce_t, ce_s = self.ce(zt.float(), b[2]), self.ce(zs.float(), b[2])
-        return {"ce": ce_t + ce_s, "ce_t": ce_t, "ce_s": ce_s, "acc_t": accuracy(zt, b[2])}
+        ce_t, ce_s = self.ce(zt.float(), b.y), self.ce(zs.float(), b.y)
+        return {"ce": ce_t + ce_s, "ce_t": ce_t, "ce_s": ce_s, "acc_t": self.accuracy(zt, b.y)}
     # phase 2
     @torch.no_grad()
     def salience_step(self, b):
@@ -726,7 +721,7 @@ class MGDFR(Method):
             target = self.parts["co_student"](self.student_input(b))
             st.total += channel_salience(lambda g: teacher.run(g, start=self.tap), f, target, repeats)
             st.batches += 1
-        return {"loss": torch.zeros((), device=b[2].device)}
+        return {"loss": torch.zeros((), device=b.y.device)}
     def salience_end(self, epoch):
         st = self.parts["salience"]
         st.keep.copy_(salient_channels(min_max(st.total), self.cfg.mgdfr_ratio))
@@ -738,10 +733,10 @@ class MGDFR(Method):
             return self.parts["teacher"].run(self.cross_input(b), masks={self.tap: lambda f: freeze_channels(f, keep)})
     def distill_step(self, b):
         zs = self.predict(b)
-        ce, kd = self.ce(zs.float(), b[2]), kd_loss(zs.float(), self.frozen_teacher_logits(b).float(), self.cfg.temperature)
+        ce, kd = self.ce(zs.float(), b.y), kd_loss(zs.float(), self.frozen_teacher_logits(b).float(), self.cfg.temperature)
         return {"loss": distill_objective(ce, kd, self.schedule.alpha), "ce": ce, "distill": kd}
     def distill_val(self, b):
-        z = self.predict(b); return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2])}
+        z = self.predict(b); return {"ce": self.ce(z.float(), b.y), "acc": self.accuracy(z, b.y)}
 
     def stages(self):
         cfg, P = self.cfg, self.parts
@@ -772,10 +767,10 @@ class DML(Method):
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["peer"] = p.student, p.cross
     def train_step(self, b):
-        return dml_loss(self.predict(b), self.parts["peer"](self.cross_input(b)), b[2], self.cfg.temperature, self.void_label)
+        return dml_loss(self.predict(b), self.parts["peer"](self.cross_input(b)), b.y, self.cfg.temperature, self.void_label)
     def val_step(self, b):
         z, zp = self.predict(b), self.parts["peer"](self.cross_input(b))
-        return {"ce": self.ce(z.float(), b[2]), "acc": accuracy(z, b[2]), "acc_peer": accuracy(zp, b[2])}
+        return {"ce": self.ce(z.float(), b.y), "acc": self.accuracy(z, b.y), "acc_peer": self.accuracy(zp, b.y)}
     def stages(self):
         both = ["student", "peer"]
         return [Stage("mutual", self.cfg.epochs, _params(self.parts, both), self.cfg.lr, self.train_step, self.val_step,
@@ -813,4 +808,4 @@ class SoftCMKD(TeacherBaseline):
     def distill_terms(self, b):
         zs, fs = self.student_out(b, [self.s_tap])
         zt, ft = self.teacher_out(b, [self.t_tap])
-        return zs, softcmkd_loss(self.parts["proj"](fs[self.s_tap]), ft[self.t_tap], zs, zt, b[2], self.cfg.margin, self.cfg.temperature)
+        return zs, softcmkd_loss(self.parts["proj"](fs[self.s_tap]), ft[self.t_tap], zs, zt, b.y, self.cfg.margin, self.cfg.temperature)

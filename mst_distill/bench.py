@@ -8,7 +8,7 @@ import time, resource, statistics
 from dataclasses import replace
 import torch
 from .core import seed_everything, pick_device, pick_precision, tune_cpu_allocator
-from .data import PairedData
+from .data import Batch, PairedData
 from .models import use_channels_last
 from .trainer import RunConfig, resolve_config, make_method, start_stage_optimiser, optimisation_step
 
@@ -42,7 +42,7 @@ def bench_mst(cfg: RunConfig, steps: int = 5, warmup: int = 2) -> list[dict]:
     method.parts.to(device)
     if cfg.channels_last: use_channels_last(method.parts)
     idx = torch.arange(cfg.batch_size, device=device)
-    batch = (data.m1[idx], data.m2[idx], data.y[idx], idx)
+    batch = Batch(data.m1[idx], data.m2[idx], data.y[idx], idx)
     rows = []
     for st in method.stages():
         opt = start_stage_optimiser(method, st)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 import csv, io, os, zipfile, logging, hashlib
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from .core import DataError, atomic_write_text, cache_dir, config_hash
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'N_GROUPS', 'min_max_normalize', 'first_non_finite', 'PairedData', 'make_split_table',
            'write_split_file', 'read_split_file', 'SplitTable', 'missing_split_file', 'split_table', 'file_sha256',
-           'split_indices', 'channel_stats', 'standardize', 'iterate_batches', 'n_batches', 'load_npy']
+           'split_indices', 'channel_stats', 'standardize', 'Batch', 'iterate_batches', 'n_batches', 'load_npy']
 
 # %% ../nbs/01_data.ipynb #9f14953b
 def min_max_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -194,16 +194,23 @@ def standardize(data: PairedData, train_idx: torch.Tensor) -> tuple[PairedData, 
     return replace(data, m1=out["m1"], m2=out["m2"], check=False), stats
 
 # %% ../nbs/01_data.ipynb #de4dfe41
+class Batch(NamedTuple):
+    "One batch: both modalities, the labels and the indices of its samples in the data set (for memory banks, routing)."
+    m1: torch.Tensor
+    m2: torch.Tensor
+    y: torch.Tensor
+    idx: torch.Tensor | None = None
+
 def iterate_batches(data: PairedData, idx: torch.Tensor, batch_size: int, shuffle: bool = False,
-                    generator: torch.Generator | None = None) -> Iterator[tuple]:
-    "Yield `(m1, m2, y, sample_idx)` batches of the samples `idx`, in order or shuffled with `generator`."
+                    generator: torch.Generator | None = None) -> Iterator[Batch]:
+    "Yield the `Batch`es of the samples `idx`, in order or shuffled with `generator`."
     idx = idx.to(data.y.device)
     if shuffle:
         order = torch.randperm(len(idx), generator=generator).to(idx.device)
         idx = idx[order]
     for start in range(0, len(idx), batch_size):
         b = idx[start:start + batch_size]
-        yield data.m1[b], data.m2[b], data.y[b], b
+        yield Batch(data.m1[b], data.m2[b], data.y[b], b)
 
 def n_batches(n: int, batch_size: int) -> int:
     "Number of batches of `batch_size` covering `n` samples (the last may be smaller)."

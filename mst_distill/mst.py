@@ -10,6 +10,7 @@ from torch import nn
 from dataclasses import replace
 from pathlib import Path
 from .core import ConfigError, seed_everything
+from .data import Batch
 from .models import build_parts, model_spec
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
@@ -79,7 +80,7 @@ class MSTDistill(Method):
             self.parts["masks"][e].load_state_dict(part(f"masks.{all_nets.index(net) * self.cfg.mask_layer_num + j}"))
 
     def _feature_shapes(self, data) -> dict:
-        b = (data.m1[:1].cpu(), data.m2[:1].cpu(), data.y[:1].cpu(), None)  # the parts are still on the CPU here
+        b = Batch(data.m1[:1].cpu(), data.m2[:1].cpu(), data.y[:1].cpu())  # the parts are still on the CPU here
         out = {}
         with torch.no_grad():
             for net, x in (("teacher", self.teacher_input(b)), ("cross", self.cross_input(b))):
@@ -155,7 +156,7 @@ class MSTDistill(Method):
 
     def s1_step(self, b):
         z = self._s1_logits(b); T = self.cfg.temperature
-        out = {f"ce_{k}": self.ce(v, b[2]) for k, v in z.items()}
+        out = {f"ce_{k}": self.ce(v, b.y) for k, v in z.items()}
         kl = sum(kd_loss(z[i], z[j], T, detach_teacher=False) for i in z for j in z if i != j)
         out["kl_mutual"] = kl
         out["loss"] = sum(out[f"ce_{k}"] for k in z) + kl
@@ -163,8 +164,8 @@ class MSTDistill(Method):
 
     def s1_val(self, b):
         z = self._s1_logits(b)
-        return {**{f"ce_{k}": self.ce(v, b[2]) for k, v in z.items()},
-                **{f"acc_{k}": (v.argmax(1) == b[2]).float().mean() for k, v in z.items()}}
+        return {**{f"ce_{k}": self.ce(v, b.y) for k, v in z.items()},
+                **{f"acc_{k}": self.accuracy(v, b.y) for k, v in z.items()}}
 
     # ---- stage 2 ------------------------------------------------------------------------------------------
     def _mask_kls(self, b):
@@ -213,9 +214,9 @@ class MSTDistill(Method):
             kd_term = (kd * g / g.sum(1, keepdim=True).detach()).sum(1).mean()
         else:
             kd_term = kd.mean()
-        ce = self.ce(zs, b[2])
+        ce = self.ce(zs, b.y)
         lb = zs.new_zeros(()) if probs is None else load_balance_loss(probs, cfg.lb_mode)  # no gate, nothing to balance
-        self._counts += self._route_counts(idx, b[2])
+        self._counts += self._route_counts(idx, b.y)
         return {"loss": cfg.w_task * ce + self.w_kl * kd_term + self.w_lb * lb, "ce": ce, "kd": kd_term, "lb": lb}
 
     def _route_counts(self, idx, y) -> torch.Tensor:
@@ -227,7 +228,7 @@ class MSTDistill(Method):
 
     def s3_val(self, b):
         z = self.parts["student"](self.student_input(b))
-        return {"ce": self.ce(z, b[2]), "acc": (z.argmax(1) == b[2]).float().mean()}
+        return {"ce": self.ce(z, b.y), "acc": self.accuracy(z, b.y)}
 
     def s3_epoch_end(self, epoch):
         names = self.expert_names()
@@ -280,8 +281,8 @@ class MSTDistill(Method):
         for b in iterate_batches(data, idx_test, self.cfg.eval_batch_size):
             zs = self.predict(b)
             _, idx = self.choose_experts(zs)
-            counts += self._route_counts(idx, b[2])
-            y = b[2] if b[2].ndim == 1 else None
+            counts += self._route_counts(idx, b.y)
+            y = b.y if b.y.ndim == 1 else None
             if y is None or not self.cfg.stage2: continue
             n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
             for net in self.pool_nets:

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from .core import (MstDistillError, ConfigError, DataError, PRECISIONS, seed_everything, get_rng_state, set_rng_state,
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
-from .data import PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
+from .data import Batch, PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
 from .models import use_channels_last, import_dataset_module, build_parts, model_spec
 
 # %% auto #0
 __all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'NOT_IN_CACHE_KEY',
            'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
            'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config',
-           'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
+           'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'accuracy',
            'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
            'register_method', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
            'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
@@ -246,6 +246,11 @@ def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         pred, target = pred[keep], target[keep]
     return torch.bincount(target * num_classes + pred, minlength=num_classes**2).view(num_classes, num_classes)
 
+def accuracy(z: torch.Tensor, y: torch.Tensor, ignore_index: int | None = None) -> torch.Tensor:
+    "Share of correct predictions of logits `z` (B,C,...) for labels `y`, targets labelled `ignore_index` left out."
+    hit = z.argmax(1) == y
+    return (hit[y != ignore_index] if ignore_index is not None else hit).float().mean()
+
 def metrics_from_confusion(cm: torch.Tensor, ignore_index: int | None = None, class_names: list | None = None) -> dict:
     "accuracy (= OA), macro/weighted F1, per-class accuracy (recall), AA, mIoU and the confusion matrix."
     cm = cm.double().cpu()
@@ -292,10 +297,10 @@ class Method:
         self.class_names = data.class_names
         self.parts = nn.ModuleDict()
 
-    # inputs of the three roles, from a batch (m1, m2, y, idx)
-    def student_input(self, b): return b[0] if self.cfg.target == "m1" else b[1]
-    def cross_input(self, b): return b[1] if self.cfg.target == "m1" else b[0]
-    def teacher_input(self, b): return (b[0], b[1])
+    # inputs of the three roles, from a `Batch`
+    def student_input(self, b): return b.m1 if self.cfg.target == "m1" else b.m2
+    def cross_input(self, b): return b.m2 if self.cfg.target == "m1" else b.m1
+    def teacher_input(self, b): return (b.m1, b.m2)
 
     @property
     def void_label(self) -> int:
@@ -305,6 +310,10 @@ class Method:
     def ce(self, logits, y):
         "Cross-entropy, ignoring the void label for segmentation."
         return F.cross_entropy(logits.float(), y, ignore_index=self.void_label)  # fp32 under any autocast
+
+    def accuracy(self, logits, y):
+        "Validation accuracy, the one meaning every method logs: void-labelled targets left out, as in `ce`."
+        return accuracy(logits, y, self.ignore_index)
 
     def stages(self) -> list[Stage]: raise NotImplementedError
     def predict(self, b) -> torch.Tensor:
@@ -318,9 +327,9 @@ class Method:
 def supervised_stage(method: Method, part: str, forward: Callable, epochs: int, lr: float) -> Stage:
     "A stage that trains one part with cross-entropy and keeps the state with the lowest validation CE."
     def train_step(b):
-        loss = method.ce(forward(b), b[2]); return {"loss": loss, "ce": loss}
+        loss = method.ce(forward(b), b.y); return {"loss": loss, "ce": loss}
     def val_step(b):
-        z = forward(b); return {"ce": method.ce(z, b[2]), "acc": (z.argmax(1) == b[2]).float().mean()}
+        z = forward(b); return {"ce": method.ce(z, b.y), "acc": method.accuracy(z, b.y)}
     return Stage("train", epochs, list(method.parts[part].parameters()), lr, train_step, val_step,
                  select="ce", keep=[part], train_parts=[part])
 
@@ -626,7 +635,7 @@ class Trainer:
             self.callback("before_step", b)
             losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}")
             losses = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
-            n = len(b[2]); count += n
+            n = len(b.y); count += n
             for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + v * n
             self.step += 1
             self.callback("after_step", losses)
@@ -639,7 +648,7 @@ class Trainer:
         sums, count = {}, 0
         for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
             with autocast(): vals = st.val_step(b)
-            n = len(b[2]); count += n
+            n = len(b.y); count += n
             for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + float(v) * n
         return {k: v / max(count, 1) for k, v in sums.items()}
 
@@ -652,8 +661,8 @@ class Trainer:
         for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
             with autocast(): z = method.predict(b)
             z = z.float()
-            loss += float(method.ce(z, b[2])) * len(b[2]); count += len(b[2])
-            cm += confusion_matrix(z.argmax(1), b[2], data.num_classes, data.ignore_index)
+            loss += float(method.ce(z, b.y)) * len(b.y); count += len(b.y)
+            cm += confusion_matrix(z.argmax(1), b.y, data.num_classes, data.ignore_index)
         out = metrics_from_confusion(cm, data.ignore_index, data.class_names)
         out["loss"] = loss / max(count, 1)
         return out

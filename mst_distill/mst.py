@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from dataclasses import replace
 from pathlib import Path
+from fastcore.basics import patch
 from .core import ConfigError, seed_everything
 from .data import Batch
 from .models import build_parts, model_spec
@@ -20,7 +21,7 @@ from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, r
 # %% auto #0
 __all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
 
-# %% ../nbs/08_mst.ipynb #62b4acc4
+# %% ../nbs/08_mst.ipynb #9413ed55
 @register_method("mst")
 class MSTDistill(Method):
     "MST-Distill: three stages, specialized teachers made by MaskNets, a router choosing k of them per sample."
@@ -91,216 +92,242 @@ class MSTDistill(Method):
 
     def net_input(self, net, b): return self.teacher_input(b) if net == "teacher" else self.cross_input(b)
 
-    def mask_set(self, e: int, stacked: bool) -> dict:
-        "Tap name -> MaskNet applied by expert `e` (its own mask, or masks 1..e of its network when stacked)."
-        net, j = self.experts[e]
-        if j is None: return {}  # without stage 2: the unmasked network
-        js = range(j + 1) if stacked else [j]
-        first = self.experts.index((net, 0))
-        return {self.taps[net][i]: self.parts["masks"][first + i] for i in js}
-
-    # ---- expert logits -------------------------------------------------------------------------------------
-    def _prefix(self, net, x):
-        "Unmasked features of `net` at its tap points (one shared pass, no autograd: the network is frozen)."
-        with torch.no_grad():
-            return self.parts[net].run(x, stop=self.taps[net][-1], taps=self.taps[net])[1]
-
-    def _run_expert(self, e, feats, rows=None, stacked=False):
-        "Logits of expert `e` from cached prefix features (optionally only for positions `rows`)."
-        net, _ = self.experts[e]
-        masks = self.mask_set(e, stacked)
-        start = next(t for t in self.taps[net] if t in masks)
-        h = feats[start] if rows is None else feats[start][rows]
-        return self.parts[net].run(h, start=start, masks=masks)
-
-    def all_expert_logits(self, b, stacked=None) -> torch.Tensor:
-        "(W, B, C...) logits of every expert on every sample, each a full forward pass from the input (naive)."
-        stacked = self.cfg.stacked_masks if stacked is None else stacked
-        with torch.no_grad():
-            return torch.stack([self.parts[net].run(self.net_input(net, b), masks=self.mask_set(e, stacked))
-                                for e, (net, _) in enumerate(self.experts)])
-
-    @torch.no_grad()
-    def routed_expert_logits(self, b, idx: torch.Tensor) -> torch.Tensor:
-        "(B, k, C...) logits of the experts `idx` (B,k) chose, computing each expert only on its samples."
-        if self.cfg.naive:
-            z = self.all_expert_logits(b)
-            return z[idx, torch.arange(idx.shape[0], device=idx.device)[:, None]]
-        out = None
-        for net in self.pool_nets:
-            ids = [e for e, (n, _) in enumerate(self.experts) if n == net]
-            need = torch.isin(idx, torch.tensor(ids, device=idx.device)).any(1)
-            if not bool(need.any()): continue
-            need_rows = need.nonzero().squeeze(1)
-            pos = torch.full((len(need),), -1, dtype=torch.long, device=idx.device)
-            pos[need_rows] = torch.arange(len(need_rows), device=idx.device)
-            x = self.net_input(net, b)
-            x = tuple(t[need_rows] for t in x) if isinstance(x, tuple) else x[need_rows]
-            feats = self._prefix(net, x) if self.cfg.stage2 else None
-            for e in ids:
-                sel = idx == e
-                rows = sel.any(1).nonzero().squeeze(1)
-                if len(rows) == 0: continue
-                if feats is None: z = self.parts[net](x)[pos[rows]]  # no stage 2: this network's one expert serves all its rows
-                else: z = self._run_expert(e, feats, pos[rows], self.cfg.stacked_masks)
-                if out is None: out = z.new_zeros((*idx.shape, *z.shape[1:]))
-                for r in range(idx.shape[1]):
-                    hit = sel[rows, r]
-                    out[rows[hit], r] = z[hit]
-        return out
-
-    # ---- stage 1 ------------------------------------------------------------------------------------------
-    def _s1_logits(self, b):
-        return {"teacher": self.parts["teacher"](self.teacher_input(b)), "cross": self.parts["cross"](self.cross_input(b)),
-                "student": self.parts["student"](self.student_input(b))}
-
-    def s1_step(self, b):
-        z = self._s1_logits(b); T = self.cfg.temperature
-        out = {f"ce_{k}": self.ce(v, b.y) for k, v in z.items()}
-        kl = sum(kd_loss(z[i], z[j], T, detach_teacher=False) for i in z for j in z if i != j)
-        out["kl_mutual"] = kl
-        out["loss"] = sum(out[f"ce_{k}"] for k in z) + kl
-        return out
-
-    def s1_val(self, b):
-        z = self._s1_logits(b)
-        return {**{f"ce_{k}": self.ce(v, b.y) for k, v in z.items()},
-                **{f"acc_{k}": self.accuracy(v, b.y) for k, v in z.items()}}
-
-    # ---- stage 2 ------------------------------------------------------------------------------------------
-    def _mask_kls(self, b):
-        T = self.cfg.temperature
-        with torch.no_grad(): zs = self.parts["student"](self.student_input(b))
-        kls = []
-        for net in self.pool_nets:
-            if self.cfg.naive:
-                for e, (n, _) in enumerate(self.experts):
-                    if n == net:
-                        z = self.parts[net].run(self.net_input(net, b), masks=self.mask_set(e, False))
-                        kls.append(kd_loss(z, zs, T))
-                continue
-            feats = self._prefix(net, self.net_input(net, b))
-            for e, (n, _) in enumerate(self.experts):
-                if n == net: kls.append(kd_loss(self._run_expert(e, feats, stacked=False), zs, T))
-        return kls
-
-    def _kl_logs(self, kls):
-        return {f"kl_{n[0]}{j + 1}": v for (n, j), v in zip(self.experts, kls)}
-
-    def s2_step(self, b):
-        kls = self._mask_kls(b)  # each loss depends only on its own MaskNet: one Adam over all = one Adam each
-        return {"loss": sum(kls), **self._kl_logs(kls)}
-
-    def s2_val(self, b):
-        kls = self._mask_kls(b)  # the reference's score: mean teacher-mask KL + mean cross-mask KL
-        return {"score": sum(kls) / self.cfg.mask_layer_num, **self._kl_logs(kls)}
-
-    # ---- stage 3 ------------------------------------------------------------------------------------------
-    def choose_experts(self, zs) -> tuple[torch.Tensor | None, torch.Tensor]:
-        "(gate probabilities or None, (B,k) chosen experts): the router's top-k, every expert (uniform) or k at random."
-        B, W = zs.shape[0], len(self.experts)
-        if self.cfg.router == "uniform": return None, torch.arange(W, device=zs.device).expand(B, W)
-        if self.cfg.router == "random": return None, torch.rand(B, W, device=zs.device).argsort(1)[:, :self.cfg.k]
-        return route_topk(self.parts["gate"](zs.detach() if self.cfg.router == "weighted" else zs), self.cfg.k)
-
-    def s3_step(self, b):
-        cfg = self.cfg
-        zs = self.parts["student"](self.student_input(b))
-        probs, idx = self.choose_experts(zs)
-        experts = self.routed_expert_logits(b, idx)                                   # (B,k,C...)
-        kd = torch.stack([kd_per_sample(zs, experts[:, r], cfg.temperature) for r in range(idx.shape[1])], 1)  # (B,k)
-        if cfg.router == "weighted":
-            g = probs.gather(1, idx)
-            kd_term = (kd * g / g.sum(1, keepdim=True).detach()).sum(1).mean()
-        else:
-            kd_term = kd.mean()
-        ce = self.ce(zs, b.y)
-        lb = zs.new_zeros(()) if probs is None else load_balance_loss(probs, cfg.lb_mode)  # no gate, nothing to balance
-        self._counts += self._route_counts(idx, b.y)
-        return {"loss": cfg.w_task * ce + self.w_kl * kd_term + self.w_lb * lb, "ce": ce, "kd": kd_term, "lb": lb}
-
-    def _route_counts(self, idx, y) -> torch.Tensor:
-        "(W, C) how many samples of each class the router sent to each expert (dense: by majority label)."
-        if y.ndim > 1: y = torch.mode(y.flatten(1), 1).values.clamp(0, self.num_classes - 1)
-        W, C = len(self.experts), self.num_classes
-        flat = (idx.cpu() * C + y.cpu()[:, None]).flatten()
-        return torch.bincount(flat, minlength=W * C).view(W, C)
-
-    def s3_val(self, b):
-        z = self.parts["student"](self.student_input(b))
-        return {"ce": self.ce(z, b.y), "acc": self.accuracy(z, b.y)}
-
-    def s3_epoch_end(self, epoch):
-        names = self.expert_names()
-        total = self._counts.sum().clamp_min(1)
-        for e, name in enumerate(names):
-            for c in range(self.num_classes):
-                self.routing_rows.append({"split": "train", "epoch": epoch, "expert": name, "class": self.class_names[c],
-                                          "count": int(self._counts[e, c])})
-        logs = {f"route_{n}": float(self._counts[e].sum() / total) for e, n in enumerate(names)}
-        logs.update({"w_kl": self.w_kl, "w_lb": self.w_lb})  # the weights used during this epoch
-        self._counts.zero_()
-        if epoch % 10 == 0: self.w_lb *= 0.9
-        if epoch % 30 == 0: self.w_kl *= 0.5
-        return logs
-
     def expert_names(self) -> list[str]:
         "T: the multimodal teacher, A: the cross-modal model, then the tap of the expert's mask (none without stage 2)."
         return [f"{'T' if n == 'teacher' else 'A'}" + ("" if j is None else f":{self.taps[n][j]}") for n, j in self.experts]
 
-    # ---- the method's contract -----------------------------------------------------------------------------
-    def stages(self):
-        cfg, P = self.cfg, self.parts
-        params = lambda *names: [p for n in names for p in P[n].parameters()]
-        out = []
-        if cfg.stage1 and not self.shared:
-            out.append(Stage("s1_cotrain", cfg.epochs_s1, params("teacher", "cross", "student"), cfg.s1_lr, self.s1_step,
-                             self.s1_val, select=None, train_parts=["teacher", "cross", "student"]))
-        if cfg.stage2 and not self.shared:
-            out.append(Stage("s2_masks", cfg.epochs_s2, params("masks"), cfg.s2_lr, self.s2_step, self.s2_val,
-                             select="score", keep=["masks"], train_parts=["masks"]))
-        # without stage 1 the student trains from scratch for its stage-1 epochs too: the same student budget
-        out.append(Stage("s3_distill", cfg.epochs_s3 + (0 if cfg.stage1 else cfg.epochs_s1), params("student", "gate"), cfg.lr,
-                         self.s3_step, self.s3_val, select="ce", keep=["student", "gate"], train_parts=["student", "gate"],
-                         on_epoch_end=self.s3_epoch_end))
-        return out
+# %% ../nbs/08_mst.ipynb #05a9dd9c
+@patch
+def mask_set(self: MSTDistill, e: int, stacked: bool) -> dict:
+    "Tap name -> MaskNet applied by expert `e` (its own mask, or masks 1..e of its network when stacked)."
+    net, j = self.experts[e]
+    if j is None: return {}  # without stage 2: the unmasked network
+    js = range(j + 1) if stacked else [j]
+    first = self.experts.index((net, 0))
+    return {self.taps[net][i]: self.parts["masks"][first + i] for i in js}
 
-    def predict(self, b): return self.parts["student"](self.student_input(b))
-    def state(self): return {"w_kl": self.w_kl, "w_lb": self.w_lb, "routing_rows": self.routing_rows, "counts": self._counts}
-    def load_state(self, s):
-        self.w_kl, self.w_lb, self.routing_rows = s["w_kl"], s["w_lb"], s["routing_rows"]; self._counts = s["counts"].cpu()
-    def tables(self): return {"routing.csv": self.routing_rows} if self.routing_rows else {}
+@patch
+def _prefix(self: MSTDistill, net, x):
+    "Unmasked features of `net` at its tap points (one shared pass, no autograd: the network is frozen)."
+    with torch.no_grad():
+        return self.parts[net].run(x, stop=self.taps[net][-1], taps=self.taps[net])[1]
 
-    @torch.no_grad()
-    def after_training(self, data, splits, run_dir):
-        "Routing of the selected student on the test split, and each mask's mean value per class (masks.npz)."
-        from mst_distill.data import iterate_batches
-        idx_test = splits["test"]; names = self.expert_names()
-        counts = torch.zeros_like(self._counts)
-        mask_sums = [None] * len(self.experts); n_class = torch.zeros(self.num_classes)
-        for b in iterate_batches(data, idx_test, self.cfg.eval_batch_size):
-            zs = self.predict(b)
-            _, idx = self.choose_experts(zs)
-            counts += self._route_counts(idx, b.y)
-            y = b.y if b.y.ndim == 1 else None
-            if y is None or not self.cfg.stage2: continue
-            n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
-            for net in self.pool_nets:
-                feats = self._prefix(net, self.net_input(net, b))
-                for e, (n, j) in enumerate(self.experts):
-                    if n != net: continue
-                    m = self.parts["masks"][e].mask(feats[self.taps[net][j]]).float().cpu()
-                    s = torch.zeros(self.num_classes, m.shape[1]).index_add_(0, y.cpu(), m)
-                    mask_sums[e] = s if mask_sums[e] is None else mask_sums[e] + s
-        for e, name in enumerate(names):
-            for c in range(self.num_classes):
-                self.routing_rows.append({"split": "test", "epoch": "final", "expert": name, "class": self.class_names[c],
-                                          "count": int(counts[e, c])})
-        if mask_sums[0] is not None:
-            arrays = {name.replace(":", "_"): (s / n_class.clamp_min(1)[:, None]).numpy() for name, s in zip(names, mask_sums)}
-            tmp = run_dir.path/".masks.tmp.npz"; np.savez(tmp, **arrays); tmp.replace(run_dir.path/"masks.npz")
-        total = counts.sum().clamp_min(1)
-        return {"routing_test": {n: float(counts[e].sum() / total) for e, n in enumerate(names)}}
+@patch
+def _run_expert(self: MSTDistill, e, feats, rows=None, stacked=False):
+    "Logits of expert `e` from cached prefix features (optionally only for positions `rows`)."
+    net, _ = self.experts[e]
+    masks = self.mask_set(e, stacked)
+    start = next(t for t in self.taps[net] if t in masks)
+    h = feats[start] if rows is None else feats[start][rows]
+    return self.parts[net].run(h, start=start, masks=masks)
+
+@patch
+def all_expert_logits(self: MSTDistill, b, stacked=None) -> torch.Tensor:
+    "(W, B, C...) logits of every expert on every sample, each a full forward pass from the input (naive)."
+    stacked = self.cfg.stacked_masks if stacked is None else stacked
+    with torch.no_grad():
+        return torch.stack([self.parts[net].run(self.net_input(net, b), masks=self.mask_set(e, stacked))
+                            for e, (net, _) in enumerate(self.experts)])
+
+@patch
+@torch.no_grad()
+def routed_expert_logits(self: MSTDistill, b, idx: torch.Tensor) -> torch.Tensor:
+    "(B, k, C...) logits of the experts `idx` (B,k) chose, computing each expert only on its samples."
+    if self.cfg.naive:
+        z = self.all_expert_logits(b)
+        return z[idx, torch.arange(idx.shape[0], device=idx.device)[:, None]]
+    out = None
+    for net in self.pool_nets:
+        ids = [e for e, (n, _) in enumerate(self.experts) if n == net]
+        need = torch.isin(idx, torch.tensor(ids, device=idx.device)).any(1)
+        if not bool(need.any()): continue
+        need_rows = need.nonzero().squeeze(1)
+        pos = torch.full((len(need),), -1, dtype=torch.long, device=idx.device)
+        pos[need_rows] = torch.arange(len(need_rows), device=idx.device)
+        x = self.net_input(net, b)
+        x = tuple(t[need_rows] for t in x) if isinstance(x, tuple) else x[need_rows]
+        feats = self._prefix(net, x) if self.cfg.stage2 else None
+        for e in ids:
+            sel = idx == e
+            rows = sel.any(1).nonzero().squeeze(1)
+            if len(rows) == 0: continue
+            if feats is None: z = self.parts[net](x)[pos[rows]]  # no stage 2: this network's one expert serves all its rows
+            else: z = self._run_expert(e, feats, pos[rows], self.cfg.stacked_masks)
+            if out is None: out = z.new_zeros((*idx.shape, *z.shape[1:]))
+            for r in range(idx.shape[1]):
+                hit = sel[rows, r]
+                out[rows[hit], r] = z[hit]
+    return out
+
+# %% ../nbs/08_mst.ipynb #1908b544
+@patch
+def _s1_logits(self: MSTDistill, b):
+    return {"teacher": self.parts["teacher"](self.teacher_input(b)), "cross": self.parts["cross"](self.cross_input(b)),
+            "student": self.parts["student"](self.student_input(b))}
+
+@patch
+def s1_step(self: MSTDistill, b):
+    z = self._s1_logits(b); T = self.cfg.temperature
+    out = {f"ce_{k}": self.ce(v, b.y) for k, v in z.items()}
+    kl = sum(kd_loss(z[i], z[j], T, detach_teacher=False) for i in z for j in z if i != j)
+    out["kl_mutual"] = kl
+    out["loss"] = sum(out[f"ce_{k}"] for k in z) + kl
+    return out
+
+@patch
+def s1_val(self: MSTDistill, b):
+    z = self._s1_logits(b)
+    return {**{f"ce_{k}": self.ce(v, b.y) for k, v in z.items()},
+            **{f"acc_{k}": self.accuracy(v, b.y) for k, v in z.items()}}
+
+# %% ../nbs/08_mst.ipynb #d469f6a5
+@patch
+def _mask_kls(self: MSTDistill, b):
+    T = self.cfg.temperature
+    with torch.no_grad(): zs = self.parts["student"](self.student_input(b))
+    kls = []
+    for net in self.pool_nets:
+        if self.cfg.naive:
+            for e, (n, _) in enumerate(self.experts):
+                if n == net:
+                    z = self.parts[net].run(self.net_input(net, b), masks=self.mask_set(e, False))
+                    kls.append(kd_loss(z, zs, T))
+            continue
+        feats = self._prefix(net, self.net_input(net, b))
+        for e, (n, _) in enumerate(self.experts):
+            if n == net: kls.append(kd_loss(self._run_expert(e, feats, stacked=False), zs, T))
+    return kls
+
+@patch
+def _kl_logs(self: MSTDistill, kls):
+    return {f"kl_{n[0]}{j + 1}": v for (n, j), v in zip(self.experts, kls)}
+
+@patch
+def s2_step(self: MSTDistill, b):
+    kls = self._mask_kls(b)  # each loss depends only on its own MaskNet: one Adam over all = one Adam each
+    return {"loss": sum(kls), **self._kl_logs(kls)}
+
+@patch
+def s2_val(self: MSTDistill, b):
+    kls = self._mask_kls(b)  # the reference's score: mean teacher-mask KL + mean cross-mask KL
+    return {"score": sum(kls) / self.cfg.mask_layer_num, **self._kl_logs(kls)}
+
+# %% ../nbs/08_mst.ipynb #d9499055
+@patch
+def choose_experts(self: MSTDistill, zs) -> tuple[torch.Tensor | None, torch.Tensor]:
+    "(gate probabilities or None, (B,k) chosen experts): the router's top-k, every expert (uniform) or k at random."
+    B, W = zs.shape[0], len(self.experts)
+    if self.cfg.router == "uniform": return None, torch.arange(W, device=zs.device).expand(B, W)
+    if self.cfg.router == "random": return None, torch.rand(B, W, device=zs.device).argsort(1)[:, :self.cfg.k]
+    return route_topk(self.parts["gate"](zs.detach() if self.cfg.router == "weighted" else zs), self.cfg.k)
+
+@patch
+def s3_step(self: MSTDistill, b):
+    cfg = self.cfg
+    zs = self.parts["student"](self.student_input(b))
+    probs, idx = self.choose_experts(zs)
+    experts = self.routed_expert_logits(b, idx)                                   # (B,k,C...)
+    kd = torch.stack([kd_per_sample(zs, experts[:, r], cfg.temperature) for r in range(idx.shape[1])], 1)  # (B,k)
+    if cfg.router == "weighted":
+        g = probs.gather(1, idx)
+        kd_term = (kd * g / g.sum(1, keepdim=True).detach()).sum(1).mean()
+    else:
+        kd_term = kd.mean()
+    ce = self.ce(zs, b.y)
+    lb = zs.new_zeros(()) if probs is None else load_balance_loss(probs, cfg.lb_mode)  # no gate, nothing to balance
+    self._counts += self._route_counts(idx, b.y)
+    return {"loss": cfg.w_task * ce + self.w_kl * kd_term + self.w_lb * lb, "ce": ce, "kd": kd_term, "lb": lb}
+
+@patch
+def _route_counts(self: MSTDistill, idx, y) -> torch.Tensor:
+    "(W, C) how many samples of each class the router sent to each expert (dense: by majority label)."
+    if y.ndim > 1: y = torch.mode(y.flatten(1), 1).values.clamp(0, self.num_classes - 1)
+    W, C = len(self.experts), self.num_classes
+    flat = (idx.cpu() * C + y.cpu()[:, None]).flatten()
+    return torch.bincount(flat, minlength=W * C).view(W, C)
+
+@patch
+def s3_val(self: MSTDistill, b):
+    z = self.parts["student"](self.student_input(b))
+    return {"ce": self.ce(z, b.y), "acc": self.accuracy(z, b.y)}
+
+@patch
+def s3_epoch_end(self: MSTDistill, epoch):
+    names = self.expert_names()
+    total = self._counts.sum().clamp_min(1)
+    for e, name in enumerate(names):
+        for c in range(self.num_classes):
+            self.routing_rows.append({"split": "train", "epoch": epoch, "expert": name, "class": self.class_names[c],
+                                      "count": int(self._counts[e, c])})
+    logs = {f"route_{n}": float(self._counts[e].sum() / total) for e, n in enumerate(names)}
+    logs.update({"w_kl": self.w_kl, "w_lb": self.w_lb})  # the weights used during this epoch
+    self._counts.zero_()
+    if epoch % 10 == 0: self.w_lb *= 0.9
+    if epoch % 30 == 0: self.w_kl *= 0.5
+    return logs
+
+# %% ../nbs/08_mst.ipynb #fa81f306
+@patch
+def stages(self: MSTDistill):
+    cfg, P = self.cfg, self.parts
+    params = lambda *names: [p for n in names for p in P[n].parameters()]
+    out = []
+    if cfg.stage1 and not self.shared:
+        out.append(Stage("s1_cotrain", cfg.epochs_s1, params("teacher", "cross", "student"), cfg.s1_lr, self.s1_step,
+                         self.s1_val, select=None, train_parts=["teacher", "cross", "student"]))
+    if cfg.stage2 and not self.shared:
+        out.append(Stage("s2_masks", cfg.epochs_s2, params("masks"), cfg.s2_lr, self.s2_step, self.s2_val,
+                         select="score", keep=["masks"], train_parts=["masks"]))
+    # without stage 1 the student trains from scratch for its stage-1 epochs too: the same student budget
+    out.append(Stage("s3_distill", cfg.epochs_s3 + (0 if cfg.stage1 else cfg.epochs_s1), params("student", "gate"), cfg.lr,
+                     self.s3_step, self.s3_val, select="ce", keep=["student", "gate"], train_parts=["student", "gate"],
+                     on_epoch_end=self.s3_epoch_end))
+    return out
+
+@patch
+def predict(self: MSTDistill, b): return self.parts["student"](self.student_input(b))
+
+@patch
+def state(self: MSTDistill): return {"w_kl": self.w_kl, "w_lb": self.w_lb, "routing_rows": self.routing_rows, "counts": self._counts}
+
+@patch
+def load_state(self: MSTDistill, s):
+    self.w_kl, self.w_lb, self.routing_rows = s["w_kl"], s["w_lb"], s["routing_rows"]; self._counts = s["counts"].cpu()
+
+@patch
+def tables(self: MSTDistill): return {"routing.csv": self.routing_rows} if self.routing_rows else {}
+
+@patch
+@torch.no_grad()
+def after_training(self: MSTDistill, data, splits, run_dir):
+    "Routing of the selected student on the test split, and each mask's mean value per class (masks.npz)."
+    from mst_distill.data import iterate_batches
+    idx_test = splits["test"]; names = self.expert_names()
+    counts = torch.zeros_like(self._counts)
+    mask_sums = [None] * len(self.experts); n_class = torch.zeros(self.num_classes)
+    for b in iterate_batches(data, idx_test, self.cfg.eval_batch_size):
+        zs = self.predict(b)
+        _, idx = self.choose_experts(zs)
+        counts += self._route_counts(idx, b.y)
+        y = b.y if b.y.ndim == 1 else None
+        if y is None or not self.cfg.stage2: continue
+        n_class += torch.bincount(y.cpu(), minlength=self.num_classes).float()
+        for net in self.pool_nets:
+            feats = self._prefix(net, self.net_input(net, b))
+            for e, (n, j) in enumerate(self.experts):
+                if n != net: continue
+                m = self.parts["masks"][e].mask(feats[self.taps[net][j]]).float().cpu()
+                s = torch.zeros(self.num_classes, m.shape[1]).index_add_(0, y.cpu(), m)
+                mask_sums[e] = s if mask_sums[e] is None else mask_sums[e] + s
+    for e, name in enumerate(names):
+        for c in range(self.num_classes):
+            self.routing_rows.append({"split": "test", "epoch": "final", "expert": name, "class": self.class_names[c],
+                                      "count": int(counts[e, c])})
+    if mask_sums[0] is not None:
+        arrays = {name.replace(":", "_"): (s / n_class.clamp_min(1)[:, None]).numpy() for name, s in zip(names, mask_sums)}
+        tmp = run_dir.path/".masks.tmp.npz"; np.savez(tmp, **arrays); tmp.replace(run_dir.path/"masks.npz")
+    total = counts.sum().clamp_min(1)
+    return {"routing_test": {n: float(counts[e].sum() / total) for e, n in enumerate(names)}}
 
 # %% ../nbs/08_mst.ipynb #01a781f3
 # the switches an analysis variant may set, at the full method's values: the shared stages 1-2 ignore them

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_baselines.ipynb #29da8008
 from __future__ import annotations
-import contextlib, logging, math
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -12,24 +12,23 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import ConfigError, RunDir, get_logger, read_json, seed_everything
+from .core import ConfigError, read_json, seed_everything
 from .data import Batch, split_indices
 from .models import StagedNet, build_parts
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, RunConfig, register_method, resolve_config, cache_key
-from filelock import FileLock
+from .trainer import Method, Stage, RunConfig, register_method, resolve_config, cache_key, completed_run
 
 # %% auto #0
 __all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
            'MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'Tap', 'tap_stage', 'baseline_tap', 'hint_pairs', 'forward_with_taps',
-           'feature_shapes', 'other_modality', 'teacher_run_config', 'train_once', 'pretrained', 'distill_objective',
-           'AlphaSchedule', 'check_method_limits', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor',
-           'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss',
-           'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD',
-           'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
-           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
-           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
-           'SoftCMKD']
+           'feature_shapes', 'other_modality', 'teacher_run_config', 'teacher_prerequisite', 'pretrained',
+           'distill_objective', 'AlphaSchedule', 'check_method_limits', 'TeacherBaseline', 'KD', 'ConvRegressor',
+           'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines',
+           'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed',
+           'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau',
+           'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience',
+           'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML',
+           'quality_weights', 'softcmkd_loss', 'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #930d8435
 HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
@@ -186,32 +185,14 @@ def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
     return replace(tcfg, out=str(out))
 
 
-@contextlib.contextmanager
-def _keep_log_file(log: logging.Logger):
-    "Give the logger its file handler back after a nested run (which closes it)."
-    files = [h.baseFilename for h in log.handlers if isinstance(h, logging.FileHandler)]
-    try: yield
-    finally:
-        if files: get_logger(log.name, file=files[0])
-
-def train_once(tcfg: RunConfig, label: str) -> RunDir:
-    "The completed run of `tcfg` (the `label` of its logs) in its cache folder `tcfg.out`: trained on first use, then reused."
-    from mst_distill.trainer import run
-    rd = RunDir(tcfg.out)
-    log = logging.getLogger("mst_distill")
-    rd.path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains the same one
-        if rd.status() == "completed":
-            log.info(f"{label}: reusing {rd.path}")
-        else:
-            log.info(f"{label}: training a '{tcfg.method}' run on {tcfg.target} into {rd.path}")
-            with _keep_log_file(log): run(replace(tcfg, resume=rd.config.exists()))
-    return rd
+def teacher_prerequisite(cfg: RunConfig, kind: str) -> tuple[str, RunConfig]:
+    "The `prerequisites` entry of a method that reads the `kind` teacher of `cfg`."
+    return f"{kind} teacher", teacher_run_config(cfg, kind)
 
 def pretrained(cfg: RunConfig, kind: str, num_classes: int | None = None) -> StagedNet:
-    "The frozen `kind` teacher of `cfg` (eval mode, no gradients): trained on first use, then reused."
+    "The frozen `kind` teacher of `cfg` (eval mode, no gradients), loaded from its cache: the run trained it first."
     tcfg = teacher_run_config(cfg, kind)
-    rd = train_once(tcfg, f"{kind} teacher")
+    rd = completed_run(tcfg, f"{kind} teacher")
     if num_classes is None: num_classes = len(read_json(rd.metrics)["test"]["confusion_matrix"])
     parts = build_parts(tcfg.dataset, tcfg.target, num_classes)
     net, prefix = (parts.teacher, "teacher.") if kind == "mm" else (parts.student, "student.")
@@ -256,6 +237,11 @@ def _params(parts: nn.ModuleDict, names: list[str]) -> list:
 
 class TeacherBaseline(Method):
     "A student distilled from a frozen pretrained teacher (`--teacher mm|cm`): (1-α)·CE + α·L_method."
+    @classmethod
+    def prerequisites(cls, cfg, data):
+        check_method_limits(cfg, data.task)  # before any teacher is trained
+        return [teacher_prerequisite(cfg, cfg.teacher)]
+
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
         check_method_limits(cfg, data.task)
@@ -599,6 +585,11 @@ def proxy_head(shape: tuple, num_classes: int, hidden: int | None = None) -> nn.
 @register_method("c2kd")
 class C2KD(Method):
     "C2KD: the other modality's pretrained network, the student and two proxies co-trained with on-the-fly selection."
+    @classmethod
+    def prerequisites(cls, cfg, data):
+        check_method_limits(cfg, data.task)  # before any teacher is trained
+        return [teacher_prerequisite(cfg, "cm")]
+
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
         check_method_limits(cfg, data.task)

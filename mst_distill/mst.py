@@ -16,7 +16,7 @@ from .models import build_parts, model_spec
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config, cache_key
+from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
 __all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
@@ -56,17 +56,23 @@ class MSTDistill(Method):
 
     @staticmethod
     def _teachers_trained_alone(cfg) -> dict:
-        "Without stage 1: the multimodal teacher and the cross-modal model as the baselines train them (their cache)."
+        "Without stage 1: the multimodal teacher and the cross-modal model as the baselines trained them (their cache)."
         from mst_distill.baselines import pretrained
         solo = {"teacher": pretrained(cfg, "mm"), "cross": pretrained(cfg, "cm")}
         seed_everything(cfg.seed)  # the same student, masks and gate whether the teachers were trained now or reused
         return solo
 
+    @classmethod
+    def prerequisites(cls, cfg, data) -> list:
+        "Without stage 1: the baselines' two teachers; with shared stages: the full method's stages 1-2 for `cfg`."
+        from mst_distill.baselines import teacher_prerequisite
+        if not cfg.stage1: return [teacher_prerequisite(cfg, "mm"), teacher_prerequisite(cfg, "cm")]
+        return [("shared stages 1-2", shared_stages_config(cfg))] if cfg.shared_stages else []
+
     @staticmethod
     def _shared_stages_state(cfg) -> dict:
-        "The final weights of the run that trained stages 1-2 for `cfg` (trained on first use, then reused)."
-        from mst_distill.baselines import train_once
-        rd = train_once(shared_stages_config(cfg), "shared stages 1-2")
+        "The final weights of the run that trained stages 1-2 for `cfg` (the run trained it first)."
+        rd = completed_run(shared_stages_config(cfg), "shared stages 1-2")
         state = torch.load(rd.checkpoints/"final.pt", map_location="cpu", weights_only=True)
         seed_everything(cfg.seed)  # the same gate whether the shared stages were trained now or reused
         return state

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_trainer.ipynb #5197d7bd
 from __future__ import annotations
-import csv, io, json, math, time, traceback, contextlib
+import csv, io, json, logging, math, time, traceback, contextlib
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 from typing import Callable, Any
@@ -24,9 +24,10 @@ __all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NO
            'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config',
            'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'accuracy',
            'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
-           'register_method', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
+           'register_method', 'method_class', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
            'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
-           'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory']
+           'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory',
+           'train_once', 'completed_run']
 
 # %% ../nbs/07_trainer.ipynb #afafcc83
 DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
@@ -315,6 +316,11 @@ class Method:
         "Validation accuracy, the one meaning every method logs: void-labelled targets left out, as in `ce`."
         return accuracy(logits, y, self.ignore_index)
 
+    @classmethod
+    def prerequisites(cls, cfg: RunConfig, data: PairedData) -> list[tuple[str, RunConfig]]:
+        "(label, config) of the cached runs this method reads (pretrained teachers, shared stages): the run trains them first."
+        return []
+
     def stages(self) -> list[Stage]: raise NotImplementedError
     def predict(self, b) -> torch.Tensor:
         "Logits of the model that is evaluated at the end of the run."
@@ -360,15 +366,19 @@ def register_method(name: str):
     def deco(cls): METHOD_CLASSES[name] = cls; return cls
     return deco
 
-def make_method(cfg: RunConfig, data: PairedData, device) -> Method:
-    "Instantiate the method `cfg.method` (importing the modules that register methods on first use)."
+def method_class(name: str) -> type[Method]:
+    "The `Method` class registered as `name` (importing the modules that register methods on first use)."
     import importlib, importlib.util
-    if cfg.method not in METHOD_CLASSES:
+    if name not in METHOD_CLASSES:
         for mod in METHOD_MODULES:
             if importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
-    if cfg.method not in METHOD_CLASSES:
-        raise ConfigError(f"method: '{cfg.method}' is not implemented yet (available: {', '.join(sorted(METHOD_CLASSES))})")
-    return METHOD_CLASSES[cfg.method](cfg, data, device)
+    if name not in METHOD_CLASSES:
+        raise ConfigError(f"method: '{name}' is not implemented yet (available: {', '.join(sorted(METHOD_CLASSES))})")
+    return METHOD_CLASSES[name]
+
+def make_method(cfg: RunConfig, data: PairedData, device) -> Method:
+    "Instantiate the method `cfg.method`; the runs it reads (`prerequisites`) must be there already."
+    return method_class(cfg.method)(cfg, data, device)
 
 # %% ../nbs/07_trainer.ipynb #c1d45bb5
 class Callback:
@@ -545,7 +555,9 @@ class Trainer:
         data = data.to(device)
         data = prepare_inputs(cfg, data, splits, log)
         log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
-        seed_everything(cfg.seed)  # model initialisation does not depend on how the data were obtained
+        for label, prerequisite in method_class(cfg.method).prerequisites(cfg, data):
+            train_once(prerequisite, label)  # trained on first use, then reused; the method's constructor only loads
+        seed_everything(cfg.seed)  # model initialisation depends neither on how the data were obtained nor on the above
         method = make_method(cfg, data, device)
         est = check_memory(cfg, method, data, device)  # refuse now rather than be killed by the kernel later
         log.info(f"memory: a training step needs at least {est['need'] / 2**30:.2f} GiB"
@@ -749,3 +761,34 @@ def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: tor
                           f"{available / 2**30:.1f} GiB are available on {device.type}; "
                           + (f"use --batch-size {fits} or less" if fits else "this machine cannot run it"))
     return est
+
+# %% ../nbs/07_trainer.ipynb #d272c53b
+@contextlib.contextmanager
+def _keep_log_file(log: logging.Logger):
+    "Give the logger its file handler back after a nested run (which closes it)."
+    files = [h.baseFilename for h in log.handlers if isinstance(h, logging.FileHandler)]
+    try: yield
+    finally:
+        if files: get_logger(log.name, file=files[0])
+
+def train_once(tcfg: RunConfig, label: str) -> RunDir:
+    "The completed run of `tcfg` (the `label` of its logs) in its cache folder `tcfg.out`: trained on first use, then reused."
+    from filelock import FileLock
+    rd = RunDir(tcfg.out)
+    log = logging.getLogger("mst_distill")
+    rd.path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains the same one
+        if rd.status() == "completed":
+            log.info(f"{label}: reusing {rd.path}")
+        else:
+            log.info(f"{label}: training a '{tcfg.method}' run on {tcfg.target} into {rd.path}")
+            with _keep_log_file(log): run(replace(tcfg, resume=rd.config.exists()))
+    return rd
+
+def completed_run(tcfg: RunConfig, label: str) -> RunDir:
+    "The completed cached run of `tcfg`, or a one-line `DataError` naming it (a method's constructor only loads)."
+    rd = RunDir(tcfg.out)
+    if rd.status() != "completed":
+        raise DataError(f"{rd.path}: the {label} this run reads is missing (status: {rd.status()}); "
+                        f"`mst-distill run` with the same settings trains it first")
+    return rd

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 from typing import Callable, Any
 import numpy as np
+from fastcore.basics import patch
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -436,7 +437,7 @@ def default_callbacks(cfg: RunConfig, log=None) -> list[Callback]:
         return []
     return [TensorBoardLogger()]
 
-# %% ../nbs/07_trainer.ipynb #ae9c0bfa
+# %% ../nbs/07_trainer.ipynb #2e33adb6
 def _freeze_all_but(module: nn.Module, params: list) -> None:
     keep = {id(p) for p in params}
     for p in module.parameters(): p.requires_grad_(id(p) in keep)
@@ -482,6 +483,7 @@ def prepare_inputs(cfg: RunConfig, data: PairedData, splits: dict, log=None) -> 
                      "; ".join(f"{m} mean {s['mean'][0]:.4g} std {s['std'][0]:.4g}" for m, s in stats.items()))
     return data
 
+# %% ../nbs/07_trainer.ipynb #a73f9c7d
 class Trainer:
     """Runs one `RunConfig` end to end into its run directory. `callbacks` are called at the trainer's events (see
     `Callback`), after the default ones (`default_callbacks`: TensorBoard)."""
@@ -542,143 +544,151 @@ class Trainer:
         except (OSError, MstDistillError) as write_error:  # e.g. the disk is full: the message still reaches the user
             self.log.error(f"run failed: {msg}; its record could not be written: {write_error}")
 
-    def _run(self) -> dict:
-        cfg, rd, log = self.cfg, self.rd, self.log
-        t_start = time.time()
-        ckpt_path = rd.checkpoints/"last.pt"
-        atomic_write_json(rd.config, asdict(cfg))
-        seed_everything(cfg.seed)
-        device = pick_device(cfg.device); amp = pick_precision(cfg.precision, device)
-        if device.type == "cpu": tune_cpu_allocator()
-        data, table = self._data or load_data(cfg)
-        splits = split_indices(table, cfg.seed)
-        data = data.to(device)
-        data = prepare_inputs(cfg, data, splits, log)
-        log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
-        for label, prerequisite in method_class(cfg.method).prerequisites(cfg, data):
-            train_once(prerequisite, label)  # trained on first use, then reused; the method's constructor only loads
-        seed_everything(cfg.seed)  # model initialisation depends neither on how the data were obtained nor on the above
-        method = make_method(cfg, data, device)
-        est = check_memory(cfg, method, data, device)  # refuse now rather than be killed by the kernel later
-        log.info(f"memory: a training step needs at least {est['need'] / 2**30:.2f} GiB"
-                 + (f", {est['available'] / 2**30:.1f} GiB available" if est["available"] is not None else ""))
-        method.parts.to(device)
-        if cfg.channels_last: use_channels_last(method.parts)
-        stages = method.stages()
-        gen = torch.Generator().manual_seed(cfg.seed)
-        history, start_stage, start_epoch, best = [], 0, 0, None
+# %% ../nbs/07_trainer.ipynb #efb0ca73
+@patch
+def _run(self: Trainer) -> dict:
+    cfg, rd, log = self.cfg, self.rd, self.log
+    t_start = time.time()
+    ckpt_path = rd.checkpoints/"last.pt"
+    atomic_write_json(rd.config, asdict(cfg))
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device); amp = pick_precision(cfg.precision, device)
+    if device.type == "cpu": tune_cpu_allocator()
+    data, table = self._data or load_data(cfg)
+    splits = split_indices(table, cfg.seed)
+    data = data.to(device)
+    data = prepare_inputs(cfg, data, splits, log)
+    log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
+    for label, prerequisite in method_class(cfg.method).prerequisites(cfg, data):
+        train_once(prerequisite, label)  # trained on first use, then reused; the method's constructor only loads
+    seed_everything(cfg.seed)  # model initialisation depends neither on how the data were obtained nor on the above
+    method = make_method(cfg, data, device)
+    est = check_memory(cfg, method, data, device)  # refuse now rather than be killed by the kernel later
+    log.info(f"memory: a training step needs at least {est['need'] / 2**30:.2f} GiB"
+             + (f", {est['available'] / 2**30:.1f} GiB available" if est["available"] is not None else ""))
+    method.parts.to(device)
+    if cfg.channels_last: use_channels_last(method.parts)
+    stages = method.stages()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, start_stage, start_epoch, best = [], 0, 0, None
+    opt_state = None
+    if cfg.resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        method.parts.load_state_dict(ck["parts"]); method.load_state(ck["method"])
+        history, start_stage, start_epoch, best = ck["history"], ck["stage"], ck["next_epoch"], ck["best"]
+        opt_state = ck["optimizer"]; set_rng_state(ck["rng"]); gen.set_state(ck["batch_generator"])
+        log.info(f"resumed from {ckpt_path}: stage {stages[start_stage].name}, epoch {start_epoch}")
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
+    # every epoch of every stage iterates the same training split: the optimiser steps done so far follow from the history
+    self.method, self.history, self.step = method, history, len(history) * self._steps_per_epoch(splits["train"])
+    self.callbacks = default_callbacks(cfg, log) + self.extra_callbacks
+    self.callback("before_fit")
+
+    for si in range(start_stage, len(stages)):
+        st = stages[si]
+        opt = start_stage_optimiser(method, st)
+        if si == start_stage and opt_state is not None and opt is not None: opt.load_state_dict(opt_state)
+        if si != start_stage: start_epoch, best = 0, None
+        self.stage = st
+        for epoch in range(start_epoch, st.epochs):
+            self.epoch, t0 = epoch, time.time()
+            row = {"stage": st.name, "epoch": epoch}
+            row.update(self._train_epoch(st, method, data, splits["train"], opt, gen, autocast, epoch))
+            if st.val_step is not None:
+                row.update({f"val_{k}": v for k, v in self._validate(st, method, data, splits["val"], autocast).items()})
+            if st.select is not None:
+                score = row[f"val_{st.select}"]
+                if best is None or score < best["score"]:
+                    best = {"score": score, "epoch": epoch, "state": {p: _state_copy(method.parts[p]) for p in st.keep}}
+            if st.on_epoch_end is not None: row.update(st.on_epoch_end(epoch) or {})
+            row["seconds"] = round(time.time() - t0, 2)
+            history.append(row)
+            # the checkpoint first: a history row on disk always has its checkpoint
+            atomic_torch_save({"stage": si, "next_epoch": epoch + 1, "parts": method.parts.state_dict(),
+                               "optimizer": opt.state_dict() if opt else None, "method": method.state(),
+                               "best": best, "history": history, "rng": get_rng_state(),
+                               "batch_generator": gen.get_state(), "config": asdict(cfg)}, ckpt_path)
+            _write_csv(rd.history, history)
+            for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
+            log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            self.callback("after_epoch", row)
+        if best is not None:
+            for p, s in best["state"].items(): method.parts[p].load_state_dict(s)
+            log.info(f"stage {st.name}: kept epoch {best['epoch']} (val_{st.select}={best['score']:.4g})")
         opt_state = None
-        if cfg.resume and ckpt_path.exists():
-            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-            method.parts.load_state_dict(ck["parts"]); method.load_state(ck["method"])
-            history, start_stage, start_epoch, best = ck["history"], ck["stage"], ck["next_epoch"], ck["best"]
-            opt_state = ck["optimizer"]; set_rng_state(ck["rng"]); gen.set_state(ck["batch_generator"])
-            log.info(f"resumed from {ckpt_path}: stage {stages[start_stage].name}, epoch {start_epoch}")
-        autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
-        # every epoch of every stage iterates the same training split: the optimiser steps done so far follow from the history
-        self.method, self.history, self.step = method, history, len(history) * self._steps_per_epoch(splits["train"])
-        self.callbacks = default_callbacks(cfg, log) + self.extra_callbacks
-        self.callback("before_fit")
 
-        for si in range(start_stage, len(stages)):
-            st = stages[si]
-            opt = start_stage_optimiser(method, st)
-            if si == start_stage and opt_state is not None and opt is not None: opt.load_state_dict(opt_state)
-            if si != start_stage: start_epoch, best = 0, None
-            self.stage = st
-            for epoch in range(start_epoch, st.epochs):
-                self.epoch, t0 = epoch, time.time()
-                row = {"stage": st.name, "epoch": epoch}
-                row.update(self._train_epoch(st, method, data, splits["train"], opt, gen, autocast, epoch))
-                if st.val_step is not None:
-                    row.update({f"val_{k}": v for k, v in self._validate(st, method, data, splits["val"], autocast).items()})
-                if st.select is not None:
-                    score = row[f"val_{st.select}"]
-                    if best is None or score < best["score"]:
-                        best = {"score": score, "epoch": epoch, "state": {p: _state_copy(method.parts[p]) for p in st.keep}}
-                if st.on_epoch_end is not None: row.update(st.on_epoch_end(epoch) or {})
-                row["seconds"] = round(time.time() - t0, 2)
-                history.append(row)
-                # the checkpoint first: a history row on disk always has its checkpoint
-                atomic_torch_save({"stage": si, "next_epoch": epoch + 1, "parts": method.parts.state_dict(),
-                                   "optimizer": opt.state_dict() if opt else None, "method": method.state(),
-                                   "best": best, "history": history, "rng": get_rng_state(),
-                                   "batch_generator": gen.get_state(), "config": asdict(cfg)}, ckpt_path)
-                _write_csv(rd.history, history)
-                for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
-                log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-                self.callback("after_epoch", row)
-            if best is not None:
-                for p, s in best["state"].items(): method.parts[p].load_state_dict(s)
-                log.info(f"stage {st.name}: kept epoch {best['epoch']} (val_{st.select}={best['score']:.4g})")
-            opt_state = None
+    _set_modes(method.parts, [])
+    out = {"status": "completed", "dataset": cfg.dataset, "method": cfg.method, "target": cfg.target,
+           "teacher": cfg.teacher, "seed": cfg.seed, "profile": cfg.profile}
+    for split in ("val", "test"):
+        out[split] = self.evaluate(method, data, splits[split], autocast)
+    out.update(method.after_training(data, splits, rd))
+    for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
+    atomic_torch_save(method.parts.state_dict(), rd.checkpoints/"final.pt")
+    if getattr(table, "file", None) is not None:  # the split the run used, so a table can be traced to it
+        out["split_file"] = {"path": str(table.file), "sha256": file_sha256(table.file)}
+    out["seconds"] = round(time.time() - t_start, 1)
+    out["device"] = str(device); out["torch"] = torch.__version__
+    self.callback("after_fit", out)  # before the record: a completed record means every callback finished
+    atomic_write_json(rd.metrics, out)
+    ckpt_path.unlink(missing_ok=True)  # a completed run needs only final.pt; last.pt exists for resuming
+    log.info(f"test accuracy={out['test']['accuracy']:.4f} macro_f1={out['test']['macro_f1']:.4f} -> {rd.metrics}")
+    return out
 
-        _set_modes(method.parts, [])
-        out = {"status": "completed", "dataset": cfg.dataset, "method": cfg.method, "target": cfg.target,
-               "teacher": cfg.teacher, "seed": cfg.seed, "profile": cfg.profile}
-        for split in ("val", "test"):
-            out[split] = self.evaluate(method, data, splits[split], autocast)
-        out.update(method.after_training(data, splits, rd))
-        for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
-        atomic_torch_save(method.parts.state_dict(), rd.checkpoints/"final.pt")
-        if getattr(table, "file", None) is not None:  # the split the run used, so a table can be traced to it
-            out["split_file"] = {"path": str(table.file), "sha256": file_sha256(table.file)}
-        out["seconds"] = round(time.time() - t_start, 1)
-        out["device"] = str(device); out["torch"] = torch.__version__
-        self.callback("after_fit", out)  # before the record: a completed record means every callback finished
-        atomic_write_json(rd.metrics, out)
-        ckpt_path.unlink(missing_ok=True)  # a completed run needs only final.pt; last.pt exists for resuming
-        log.info(f"test accuracy={out['test']['accuracy']:.4f} macro_f1={out['test']['macro_f1']:.4f} -> {rd.metrics}")
-        return out
+# %% ../nbs/07_trainer.ipynb #458a6118
+@patch
+def _steps_per_epoch(self: Trainer, idx) -> int:
+    total = n_batches(len(idx), self.cfg.batch_size)
+    return min(total, self.cfg.max_batches) if self.cfg.max_batches else total
 
-    def _steps_per_epoch(self, idx) -> int:
-        total = n_batches(len(idx), self.cfg.batch_size)
-        return min(total, self.cfg.max_batches) if self.cfg.max_batches else total
+@patch
+def _train_epoch(self: Trainer, st, method, data, idx, opt, gen, autocast, epoch) -> dict:
+    from tqdm.auto import tqdm
+    _set_modes(method.parts, st.train_parts)
+    sums, count = {}, 0
+    total = self._steps_per_epoch(idx)
+    bar = tqdm(iterate_batches(data, idx, self.cfg.batch_size, shuffle=True, generator=gen), total=total, leave=False,
+               desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not self.cfg.progress)
+    for bi, b in enumerate(bar):
+        if bi >= total: break
+        self.callback("before_step", b)
+        losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}")
+        losses = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
+        n = len(b.y); count += n
+        for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + v * n
+        self.step += 1
+        self.callback("after_step", losses)
+        bar.set_postfix(loss=f"{losses['loss']:.4f}")
+    return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
 
-    def _train_epoch(self, st, method, data, idx, opt, gen, autocast, epoch) -> dict:
-        from tqdm.auto import tqdm
-        _set_modes(method.parts, st.train_parts)
-        sums, count = {}, 0
-        total = self._steps_per_epoch(idx)
-        bar = tqdm(iterate_batches(data, idx, self.cfg.batch_size, shuffle=True, generator=gen), total=total, leave=False,
-                   desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not self.cfg.progress)
-        for bi, b in enumerate(bar):
-            if bi >= total: break
-            self.callback("before_step", b)
-            losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}")
-            losses = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
-            n = len(b.y); count += n
-            for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + v * n
-            self.step += 1
-            self.callback("after_step", losses)
-            bar.set_postfix(loss=f"{losses['loss']:.4f}")
-        return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
+@patch
+@torch.no_grad()
+def _validate(self: Trainer, st, method, data, idx, autocast) -> dict:
+    _set_modes(method.parts, [])
+    sums, count = {}, 0
+    for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
+        with autocast(): vals = st.val_step(b)
+        n = len(b.y); count += n
+        for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + float(v) * n
+    return {k: v / max(count, 1) for k, v in sums.items()}
 
-    @torch.no_grad()
-    def _validate(self, st, method, data, idx, autocast) -> dict:
-        _set_modes(method.parts, [])
-        sums, count = {}, 0
-        for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
-            with autocast(): vals = st.val_step(b)
-            n = len(b.y); count += n
-            for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + float(v) * n
-        return {k: v / max(count, 1) for k, v in sums.items()}
+@patch
+@torch.no_grad()
+def evaluate(self: Trainer, method, data, idx, autocast=contextlib.nullcontext) -> dict:
+    "Metrics of `method.predict` on the samples `idx`, with the mean cross-entropy as `loss`."
+    _set_modes(method.parts, [])
+    cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long, device=data.y.device)
+    loss, count = 0.0, 0
+    for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
+        with autocast(): z = method.predict(b)
+        z = z.float()
+        loss += float(method.ce(z, b.y)) * len(b.y); count += len(b.y)
+        cm += confusion_matrix(z.argmax(1), b.y, data.num_classes, data.ignore_index)
+    out = metrics_from_confusion(cm, data.ignore_index, data.class_names)
+    out["loss"] = loss / max(count, 1)
+    return out
 
-    @torch.no_grad()
-    def evaluate(self, method, data, idx, autocast=contextlib.nullcontext) -> dict:
-        "Metrics of `method.predict` on the samples `idx`, with the mean cross-entropy as `loss`."
-        _set_modes(method.parts, [])
-        cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long, device=data.y.device)
-        loss, count = 0.0, 0
-        for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
-            with autocast(): z = method.predict(b)
-            z = z.float()
-            loss += float(method.ce(z, b.y)) * len(b.y); count += len(b.y)
-            cm += confusion_matrix(z.argmax(1), b.y, data.num_classes, data.ignore_index)
-        out = metrics_from_confusion(cm, data.ignore_index, data.class_names)
-        out["loss"] = loss / max(count, 1)
-        return out
-
+# %% ../nbs/07_trainer.ipynb #dba2782f
 def load_run(run_dir, device: str = "cpu") -> tuple[Method, PairedData, dict]:
     "The trained method of a completed run (final weights), its data and its splits, to inspect or reuse it."
     rd = RunDir(run_dir)

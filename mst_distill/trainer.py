@@ -20,11 +20,11 @@ from .data import Batch, PairedData, split_indices, iterate_batches, n_batches, 
 from .models import use_channels_last, import_dataset_module, build_parts, model_spec
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'NOT_IN_CACHE_KEY',
-           'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS', 'FIXTURE_WRITERS', 'METHOD_CLASSES',
-           'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config',
-           'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix', 'accuracy',
-           'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
+__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'METHOD_CLASSES', 'INPUT_NORMS', 'RESUME_MAY_CHANGE',
+           'NOT_IN_CACHE_KEY', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS',
+           'FIXTURE_WRITERS', 'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol',
+           'resolve_config', 'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
+           'accuracy', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
            'register_method', 'method_class', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
            'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
            'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory',
@@ -37,6 +37,7 @@ ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice
 # MST-Distill's specialized teachers (08_mst): the networks whose masked copies a pool holds
 POOL_NETWORKS = {"all": ("teacher", "cross"), "mm": ("teacher",), "cm": ("cross",)}
 POOLS = list(POOL_NETWORKS)
+METHOD_CLASSES: dict[str, type] = {}  # name -> Method subclass, filled by `register_method` (below and in 08, 13)
 
 @dataclass
 class RunConfig:
@@ -169,6 +170,7 @@ def _check_choice(field_name, value, choices):
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "Validate `cfg` and fill its `None` fields from the profile (explicit values win)."
     for name, allowed in CHOICES.items():
+        if name == "method": allowed = allowed + [m for m in METHOD_CLASSES if m not in allowed]  # a method you register
         if getattr(cfg, name) is not None: _check_choice(name, getattr(cfg, name), allowed)  # None: from the profile
     defaults = dict(PROFILES[cfg.profile])
     if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
@@ -358,7 +360,7 @@ class StudentOnly(Method):
     def predict(self, b): return self.parts["student"](self.student_input(b))
     def stages(self): return [supervised_stage(self, "student", self.predict, self.cfg.epochs, self.cfg.lr)]
 
-METHOD_CLASSES: dict[str, type] = {"teacher": TeacherOnly, "student": StudentOnly}
+METHOD_CLASSES.update(teacher=TeacherOnly, student=StudentOnly)
 
 METHOD_MODULES = ["mst_distill.mst", "mst_distill.baselines"]  # modules that register further methods
 

@@ -81,7 +81,12 @@ def test_a_second_run_into_the_same_directory_is_refused(lite_root, tmp_path):
     holder, t0 = out / ".lock.holder", time.time()
     while not holder.exists() and first.poll() is None and time.time() - t0 < 120: time.sleep(0.01)
     assert holder.exists(), "the first run never took the lock"
-    second = cli(*student(lite_root, out, "--seed", "1"))
+    # paused, the first run keeps its lock however long the second one takes to start on a loaded machine
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert first.poll() is None, "the first run ended before the second could start"
+        second = cli(*student(lite_root, out, "--seed", "1"))
+    finally: os.kill(first.pid, signal.SIGCONT)
     lines = [l for l in second.stderr.splitlines() if l.strip()]
     assert second.returncode == 1 and len(lines) == 1, second.stderr
     assert f"{out}: in use by another run (host " in lines[0] and f"PID {first.pid})" in lines[0]

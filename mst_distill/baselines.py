@@ -14,103 +14,37 @@ from torch import nn
 import torch.nn.functional as F
 from .core import ConfigError, read_json, seed_everything
 from .data import Batch, split_indices
-from .models import StagedNet, build_parts
+from .models import StagedNet, Tap, HEAD_IN, POST_STEPS, tap_stage
+from .registry import build_parts, register_method, registered_taps, registered_hints
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, RunConfig, register_method, resolve_config, cache_key, completed_run
+from .trainer import Method, Stage, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
-__all__ = ['HEAD_IN', 'POST_STEPS', 'BASELINE_TAPS', 'FITNETS_HINTS', 'CLASSIFICATION_ONLY', 'CROSS_MODAL_TEACHER_ONLY',
-           'MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'Tap', 'tap_stage', 'baseline_tap', 'hint_pairs', 'forward_with_taps',
-           'feature_shapes', 'other_modality', 'teacher_run_config', 'teacher_prerequisite', 'pretrained',
-           'distill_objective', 'AlphaSchedule', 'check_method_limits', 'TeacherBaseline', 'KD', 'ConvRegressor',
-           'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines',
-           'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed',
-           'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau',
-           'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience',
-           'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML',
-           'quality_weights', 'softcmkd_loss', 'SoftCMKD']
-
-# %% ../nbs/13_baselines.ipynb #930d8435
-HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
-
-POST_STEPS: dict[str, Callable] = {  # steps a `Tap` may apply to the feature it reads
-    "relu": F.relu, "maxpool2": lambda x: F.max_pool2d(x, 2), "flatten": lambda x: x.flatten(1)}
-
-@dataclass(frozen=True)
-class Tap:
-    """The output of stage `stage` of a `StagedNet`, or of its submodule `inner` (a `get_submodule` path inside the
-    stage: "0" is the first layer of an `nn.Sequential` stage), followed by the `post` steps (`POST_STEPS`) in order."""
-    stage: str
-    inner: str | None = None
-    post: tuple[str, ...] = ()
-    def __post_init__(self):
-        object.__setattr__(self, "post", tuple(self.post))
-        bad = [p for p in self.post if p not in POST_STEPS]
-        if bad: raise ConfigError(f"tap {self!r}: unknown step {', '.join(bad)} (known: {', '.join(POST_STEPS)})")
-    def __repr__(self):
-        return self.stage + ("" if self.inner is None else f".{self.inner}") + "".join(f"|{p}" for p in self.post)
-
-def tap_stage(net: StagedNet, tap) -> str:
-    "The stage of `net` a tap (stage name, `HEAD_IN` or `Tap`) reads from."
-    return net.stage_names[-1] if tap == HEAD_IN else tap.stage if isinstance(tap, Tap) else tap
+__all__ = ['MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'baseline_tap', 'hint_pairs', 'forward_with_taps', 'feature_shapes',
+           'other_modality', 'teacher_run_config', 'teacher_prerequisite', 'pretrained', 'distill_objective',
+           'AlphaSchedule', 'ReadsTeacher', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss',
+           'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
+           'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss',
+           'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
+           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
+           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
+           'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #7b492cc0
-BASELINE_TAPS: dict[str, dict] = {
-    # model name -> role -> tap(s). Roles: feature (RKD, CRD, soft-CMKD), stages (OFA projectors),
-    # salience (MGDFR: the teacher feature whose channels are ranked), proxy (C2KD proxy heads). Sources: the table above.
-    "CNN-I": {"feature": "fc1"},
-    "LeNet5": {"feature": "fc1", "stages": [Tap("conv1", "0"), Tap("conv2", "0"), "fc1"], "salience": "fc1", "proxy": "fc1"},
-    "ThreeLayerCNN-A": {"feature": Tap("conv3", post=("maxpool2", "flatten")), "stages": [Tap("conv1", "0"), "conv2", "conv3"],
-                        "salience": "conv3", "proxy": Tap("conv3", post=("relu", "maxpool2"))},
-    # RAVDESS, VGGSound, CrisisMMD: the penultimate `fc2` (pre-ReLU), C2KD's proxies on `fc1` (RAVDESS, VGGSound) / `fc2`
-    "DSCNN-I": {"feature": "fc2"},
-    "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-    "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-    "DSCNN-VGGS-I": {"feature": "fc2"},
-    "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-    "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-    "MLP-I": {"feature": "fc2"},
-    "MLP-Vb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
-    "MLP-Tb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
-    # NYU-Depth-V2 (segmentation: only MGDFR needs a tap): encoder group 5, before pool 5
-    "FuseNet-RGBbranch": {"salience": "CBR5_RGB_ENC"},
-    "FuseNet-Dbranch": {"salience": "CBR5_DEPTH_ENC"},
-}
-
-_PRE_RELU_CONV1 = Tap("conv1", "0")  # AV-MNIST networks: the first convolution, before its ReLU and pooling
-_ENC4 = Tap("enc4", "group")          # FuseNet branches: encoder group 4, before pool 4 (the authors' CBR4_*_ENC)
-FITNETS_HINTS: dict[tuple[str, str], list[tuple]] = {
-    # (teacher model, student model) -> [(student tap, teacher tap), ...]
-    ("CNN-I", "LeNet5"): [("conv3", "concat"), ("fc1", "fc1")],
-    ("CNN-I", "ThreeLayerCNN-A"): [("conv2", "concat"), ("conv3", "fc1")],
-    ("ThreeLayerCNN-A", "LeNet5"): [(_PRE_RELU_CONV1, "conv2"), (Tap("conv3", post=("relu",)), HEAD_IN)],
-    ("LeNet5", "ThreeLayerCNN-A"): [("conv2", _PRE_RELU_CONV1), (HEAD_IN, Tap("conv3", post=("relu",)))],
-    # RAVDESS, VGGSound, CrisisMMD: fc1 -> fc1 and fc2 -> fc2, from the teacher or the other modality's network
-    **{pair: [("fc1", "fc1"), ("fc2", "fc2")]
-       for t, v, a in (("DSCNN-I", "VisualBranchNet", "AudioBranchNet"),
-                       ("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS"), ("MLP-I", "MLP-Vb", "MLP-Tb"))
-       for pair in ((t, v), (t, a), (a, v), (v, a))},
-    # NYU-Depth-V2: the student's encoder and decoder group 5 -> the teacher's fused encoder output and decoder group 5;
-    # between the branches, encoder group 4 (before pooling) and decoder group 4
-    ("FuseNet-I", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "after_fusion_identity"), ("CBR5_RGB_DEC", "CBR5_RGBD_DEC")],
-    ("FuseNet-I", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "after_fusion_identity"), ("CBR5_D_DEC", "CBR5_RGBD_DEC")],
-    ("FuseNet-Dbranch", "FuseNet-RGBbranch"): [(_ENC4, _ENC4), ("CBR4_RGB_DEC", "CBR4_D_DEC")],
-    ("FuseNet-RGBbranch", "FuseNet-Dbranch"): [(_ENC4, _ENC4), ("CBR4_D_DEC", "CBR4_RGB_DEC")],
-}
-
 def baseline_tap(net: StagedNet, role: str):
-    "The tap(s) of `net` for `role` from `BASELINE_TAPS`, or a `ConfigError` naming the model."
-    row = BASELINE_TAPS.get(net.name, {})
+    "The tap(s) of `net` for `role`, registered with its data set (`DatasetEntry.taps`), or a `ConfigError` naming the model."
+    row = registered_taps(net.name)
     if role not in row:
-        raise ConfigError(f"{net.name}: no '{role}' feature tap for this model in BASELINE_TAPS (add one in nbs/13_baselines.ipynb)")
+        raise ConfigError(f"{net.name}: no '{role}' feature tap registered for this model (add it to its data set's DatasetEntry.taps)")
     return row[role]
 
 def hint_pairs(teacher: StagedNet, student: StagedNet) -> list[tuple]:
     "FitNets' (student tap, teacher tap) pairs for this teacher and student."
-    key = (teacher.name, student.name)
-    if key not in FITNETS_HINTS:
-        raise ConfigError(f"fitnets: no hint layers for teacher {key[0]} and student {key[1]} in FITNETS_HINTS (add them in nbs/13_baselines.ipynb)")
-    return FITNETS_HINTS[key]
+    pairs = registered_hints(teacher.name, student.name)
+    if pairs is None:
+        raise ConfigError(f"fitnets: no hint layers registered for teacher {teacher.name} and student {student.name} "
+                          "(add them to their data set's DatasetEntry.hints)")
+    return pairs
 
 # %% ../nbs/13_baselines.ipynb #63808794
 def _split_head(net: StagedNet) -> tuple[nn.Module, nn.Linear]:
@@ -217,16 +151,6 @@ class AlphaSchedule:
         if (epoch + 1) % self.every == 0: self.alpha /= 2
         return {"alpha": used}
 
-CLASSIFICATION_ONLY = {"rkd", "crd", "ofa", "mlld", "c2kd", "softcmkd"}
-CROSS_MODAL_TEACHER_ONLY = {"c2kd", "mgdfr", "dml"}  # they learn from (or with) the other modality's network
-
-def check_method_limits(cfg: RunConfig, task: str) -> None:
-    "Raise a one-line `ConfigError` for a combination the method does not support."
-    if cfg.method in CLASSIFICATION_ONLY and task != "classification":
-        raise ConfigError(f"method: {cfg.method} supports classification only, and {cfg.dataset} is a {task} data set")
-    if cfg.method in CROSS_MODAL_TEACHER_ONLY and cfg.teacher != "cm":
-        raise ConfigError(f"teacher: {cfg.method} learns from the other modality's network only; use --teacher cm (got '{cfg.teacher}')")
-
 # %% ../nbs/13_baselines.ipynb #bba8f2f2
 def _probe(data) -> Batch:
     "A two-sample batch on the CPU, to size the layers built on top of the networks (parts are still on the CPU)."
@@ -235,16 +159,15 @@ def _probe(data) -> Batch:
 def _params(parts: nn.ModuleDict, names: list[str]) -> list:
     return [p for n in names for p in parts[n].parameters()]
 
-class TeacherBaseline(Method):
-    "A student distilled from a frozen pretrained teacher (`--teacher mm|cm`): (1-α)·CE + α·L_method."
+class ReadsTeacher(Method):
+    "A method that reads the pretrained `--teacher` of its run: the run trains it first (`prerequisites`)."
     @classmethod
-    def prerequisites(cls, cfg, data):
-        check_method_limits(cfg, data.task)  # before any teacher is trained
-        return [teacher_prerequisite(cfg, cfg.teacher)]
+    def prerequisites(cls, cfg, data): return [teacher_prerequisite(cfg, cfg.teacher)]
 
+class TeacherBaseline(ReadsTeacher):
+    "A student distilled from a frozen pretrained teacher (`--teacher mm|cm`): (1-α)·CE + α·L_method."
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
-        check_method_limits(cfg, data.task)
         teacher = pretrained(cfg, cfg.teacher, self.num_classes)
         seed_everything(cfg.seed)  # the same initial student whether the teacher was trained just now or reused
         self.parts["student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
@@ -280,7 +203,7 @@ class TeacherBaseline(Method):
     def load_state(self, s): self.schedule.alpha = s["alpha"]
 
 # %% ../nbs/13_baselines.ipynb #16077314
-@register_method("kd")
+@register_method("kd", label="KD", teachers=("mm", "cm"), tasks=("classification", "segmentation"), row=10)
 class KD(TeacherBaseline):
     "Hinton's KD from a frozen teacher: (1-α)·CE + α·T²·KL(p_t^T ‖ p_s^T)."
     def distill_terms(self, b):
@@ -317,7 +240,7 @@ def hint_loss(regressed: list[torch.Tensor], teacher_feats: list[torch.Tensor]) 
         return sum(F.mse_loss(r.float(), t.detach().float()) for r, t in zip(regressed, teacher_feats))
 
 # %% ../nbs/13_baselines.ipynb #fd2a15b9
-@register_method("fitnets")
+@register_method("fitnets", label="FitNets", teachers=("mm", "cm"), tasks=("classification", "segmentation"), row=11)
 class FitNets(TeacherBaseline):
     "FitNets: a hint phase (regressed student features → teacher features), then KD."
     def build(self, data):
@@ -392,7 +315,7 @@ def rkd_loss(fs: torch.Tensor, ft: torch.Tensor, w_dist: float = 1.0, w_angle: f
     return {"distill": w_dist * dist + w_angle * angle, "rkd_dist": dist, "rkd_angle": angle}
 
 # %% ../nbs/13_baselines.ipynb #ca547bf8
-@register_method("rkd")
+@register_method("rkd", label="RKD", teachers=("mm", "cm"), row=12)
 class RKD(TeacherBaseline):
     "Relational KD: distance and angle relations of the student's features follow the teacher's."
     def build(self, data):
@@ -472,7 +395,7 @@ class ContrastMemory(nn.Module):
         return {"distill": ls + lt, "crd_s": ls.detach(), "crd_t": lt.detach()}
 
 # %% ../nbs/13_baselines.ipynb #b1eef5b8
-@register_method("crd")
+@register_method("crd", label="CRD", teachers=("mm", "cm"), row=13)
 class CRD(TeacherBaseline):
     "Contrastive representation distillation with memory banks and class-aware negatives."
     def build(self, data):
@@ -509,7 +432,7 @@ def ofa_projector(shape: tuple, num_classes: int) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(d, 2 * num_classes), nn.ReLU(), nn.Linear(2 * num_classes, num_classes))
 
 # %% ../nbs/13_baselines.ipynb #fb8d9801
-@register_method("ofa")
+@register_method("ofa", label="OFA", teachers=("mm", "cm"), row=14)
 class OFA(TeacherBaseline):
     "One-for-all KD: projectors on the student's stages and its logits all follow the ε-modulated teacher target."
     def build(self, data):
@@ -537,7 +460,7 @@ def mlld_loss(zs: torch.Tensor, zt: torch.Tensor, temperatures=MLLD_TEMPERATURES
         return total / len(temperatures)
 
 # %% ../nbs/13_baselines.ipynb #fb92996a
-@register_method("mlld")
+@register_method("mlld", label="MLLD", teachers=("mm", "cm"), row=15)
 class MLLD(TeacherBaseline):
     "Multi-level logit distillation (the reference's simplified form)."
     def distill_terms(self, b):
@@ -582,18 +505,12 @@ def proxy_head(shape: tuple, num_classes: int, hidden: int | None = None) -> nn.
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.1),
                          nn.Linear(hidden, num_classes))
 
-@register_method("c2kd")
-class C2KD(Method):
+@register_method("c2kd", label="C2KD", teachers=("cm",), row=16)
+class C2KD(ReadsTeacher):
     "C2KD: the other modality's pretrained network, the student and two proxies co-trained with on-the-fly selection."
-    @classmethod
-    def prerequisites(cls, cfg, data):
-        check_method_limits(cfg, data.task)  # before any teacher is trained
-        return [teacher_prerequisite(cfg, "cm")]
-
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
-        check_method_limits(cfg, data.task)
-        teacher = pretrained(cfg, "cm", self.num_classes)
+        teacher = pretrained(cfg, cfg.teacher, self.num_classes)  # cfg.teacher is cm: the only teacher C2KD accepts
         seed_everything(cfg.seed)
         self.parts["student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
         self.parts["teacher"] = teacher.train()
@@ -676,12 +593,11 @@ class SalienceState(nn.Module):
         self.register_buffer("batches", torch.zeros((), dtype=torch.long))
         self.register_buffer("keep", torch.ones(n_channels, dtype=torch.bool))
 
-@register_method("mgdfr")
+@register_method("mgdfr", label="MGDFR", teachers=("cm",), tasks=("classification", "segmentation"), row=17)
 class MGDFR(Method):
     "MGDFR: co-train a cross-modal teacher, rank its channels by salience, distil from its salient channels only."
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
-        check_method_limits(cfg, data.task)
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["teacher"] = p.student, p.cross  # `student`: the fresh phase-3 student
         self.parts["co_student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
@@ -749,12 +665,11 @@ def dml_loss(zs: torch.Tensor, zp: torch.Tensor, y: torch.Tensor, T: float = 4.0
     return {"loss": ce_s + kl_s + ce_p + kl_p, "ce": ce_s, "ce_peer": ce_p, "kl_s": kl_s, "kl_peer": kl_p}
 
 # %% ../nbs/13_baselines.ipynb #d6c6c16e
-@register_method("dml")
+@register_method("dml", label="DML", teachers=("cm",), tasks=("classification", "segmentation"), row=18)
 class DML(Method):
     "Deep mutual learning between the student and the other modality's network, both from scratch."
     def __init__(self, cfg, data, device):
         super().__init__(cfg, data, device)
-        check_method_limits(cfg, data.task)  # the peer is the other modality's network: --teacher cm
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["peer"] = p.student, p.cross
     def train_step(self, b):
@@ -786,7 +701,7 @@ def softcmkd_loss(fs_proj: torch.Tensor, ft: torch.Tensor, zs: torch.Tensor, zt:
     return {"distill": feat + cls, "feat": feat, "cls": cls, "trusted": trusted.mean()}
 
 # %% ../nbs/13_baselines.ipynb #88035549
-@register_method("softcmkd")
+@register_method("softcmkd", label="Soft-CMKD", teachers=("mm", "cm"), row=19)
 class SoftCMKD(TeacherBaseline):
     "Soft-constrained cross-modal KD: margin feature loss, teacher-correct-only KD, quality-weighted samples."
     def build(self, data):

@@ -10,16 +10,19 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import yaml
 from .core import ConfigError, MstDistillError, RunDir, atomic_write_json, atomic_write_text, read_json
-from .trainer import RunConfig, DATASETS, METHODS, PROFILES, resolve_config
+from .trainer import RunConfig, PROFILES, resolve_config
+from .registry import dataset_names, method_names, dataset_entry, method_entry, unsupported
 
 # %% auto #0
-__all__ = ['AXES', 'DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'EXPERIMENT_NOTEBOOKS', 'NO_TEACHER_AXIS',
-           'NOTEBOOK_PARAMETERS', 'Manifest', 'parse_manifest', 'load_manifest', 'RunSpec', 'not_applicable', 'expand',
-           'schedule', 'check_runs', 'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run',
-           'worker_environments', 'summary_markdown', 'prepare_offline_data', 'run_batch']
+__all__ = ['DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'NOTEBOOK_PARAMETERS', 'axes', 'Manifest', 'parse_manifest',
+           'load_manifest', 'RunSpec', 'config_from_parameters', 'expand', 'schedule', 'check_runs',
+           'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run', 'worker_environments',
+           'summary_markdown', 'prepare_offline_data', 'run_batch']
 
 # %% ../nbs/18_batch.ipynb #b192de57
-AXES = {"datasets": DATASETS, "targets": ["m1", "m2"], "methods": METHODS, "teachers": ["mm", "cm"]}
+def axes() -> dict[str, list[str]]:
+    "The values each axis of a manifest may take: the registered data sets and methods (03a_registry), targets, teachers."
+    return {"datasets": dataset_names(), "targets": ["m1", "m2"], "methods": method_names(), "teachers": ["mm", "cm"]}
 DEFAULTS = {"targets": ["m1", "m2"], "teachers": ["mm", "cm"], "profile": "quick", "overrides": {}}
 REQUIRED = ["datasets", "methods", "seeds"]
 # run-config fields that the manifest's axes own, so an override may not set them
@@ -63,9 +66,9 @@ def _check_settings(where: str, settings) -> dict:
     return dict(settings)
 
 def _check_override(where: str, name: str, settings) -> dict:
-    if name not in DATASETS and name not in METHODS:
-        raise ConfigError(f"{where}: overrides.{name}: expected a data set or method name "
-                          f"({', '.join(DATASETS + METHODS)})")
+    known = dataset_names() + method_names()
+    if name not in known:
+        raise ConfigError(f"{where}: overrides.{name}: expected a data set or method name ({', '.join(known)})")
     return _check_settings(f"{where}: overrides.{name}", settings)
 
 def _check_variants(where: str, variants) -> dict[str, dict]:
@@ -79,16 +82,17 @@ def _check_variants(where: str, variants) -> dict[str, dict]:
 def parse_manifest(raw, where: str = "manifest") -> Manifest:
     "Validate a manifest given as a dict (as read from YAML); errors name the key and what was expected."
     if not isinstance(raw, dict): raise ConfigError(f"{where}: expected a mapping with keys {', '.join(REQUIRED)}, ...")
-    unknown = sorted(set(raw) - set(AXES) - {"seeds", "profile", "overrides", "variants"})
+    choices = axes()
+    unknown = sorted(set(raw) - set(choices) - {"seeds", "profile", "overrides", "variants"})
     if unknown: raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (expected datasets, targets, methods, teachers, seeds, profile, overrides, variants)")
     missing = [k for k in REQUIRED if k not in raw]
     if missing: raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
     got = {**DEFAULTS, **raw}
     lists = {}
-    for key, choices in AXES.items():
+    for key, allowed in choices.items():
         lists[key] = _as_list(got[key], key, where)
-        bad = [v for v in lists[key] if v not in choices]
-        if bad: raise ConfigError(f"{where}: {key}: unknown value(s) {bad}; expected some of {', '.join(choices)}")
+        bad = [v for v in lists[key] if v not in allowed]
+        if bad: raise ConfigError(f"{where}: {key}: unknown value(s) {bad}; expected some of {', '.join(allowed)}")
     seeds = _as_list(got["seeds"], "seeds", where)
     if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 20 for s in seeds):
         raise ConfigError(f"{where}: seeds: expected integers 0..19 (the split files have 20 columns), got {seeds}")
@@ -109,9 +113,6 @@ def load_manifest(path) -> Manifest:
     return parse_manifest(raw, str(path))
 
 # %% ../nbs/18_batch.ipynb #e4e27351
-EXPERIMENT_NOTEBOOKS = {"avmnist-lite": "av_mnist", "av-mnist": "av_mnist", "ravdess": "ravdess",
-                        "vggsound-50k": "vggsound", "crisismmd-v2": "crisismmd", "nyu-depth-v2": "nyu_depth"}
-NO_TEACHER_AXIS = {"teacher", "student", "mst"}
 NOTEBOOK_PARAMETERS = {"data_root", "epochs", "epochs_s1", "epochs_s2", "device"}  # the rest goes in `extra`
 
 @dataclass
@@ -128,7 +129,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        teacher = "" if self.method in NO_TEACHER_AXIS else f"-{self.teacher}"
+        teacher = f"-{self.teacher}" if method_entry(self.method).teachers else ""  # a method without a teacher: none
         variant = f"-{self.variant}" if self.variant else ""
         return f"{self.dataset}/{self.method}{teacher}{variant}-{self.target}-seed{self.seed}"
 
@@ -146,13 +147,10 @@ class RunSpec:
         if self.variant: p["extra"]["variant"] = self.variant
         return p
 
-def not_applicable(dataset: str, method: str, teacher: str) -> str | None:
-    "Why `method` with `teacher` cannot run on `dataset`, or None."
-    from mst_distill.baselines import CLASSIFICATION_ONLY, CROSS_MODAL_TEACHER_ONLY
-    from mst_distill.models import model_spec
-    if method in CROSS_MODAL_TEACHER_ONLY and teacher == "mm": return f"{method} learns from the other modality's network only"
-    if method in CLASSIFICATION_ONLY and model_spec(dataset).dense: return f"{method} supports classification only"
-    return None
+def config_from_parameters(params: dict, **fixed) -> RunConfig:
+    "The `RunConfig` an experiment notebook builds from its papermill parameters: the named ones, `extra`, then `fixed`."
+    named = {k: v for k, v in params.items() if k != "extra"}
+    return RunConfig(**named, **params.get("extra", {}), **fixed)
 
 def _settings(m: Manifest, dataset: str, method: str) -> dict:
     s = {**m.overrides.get(dataset, {}), **m.overrides.get(method, {})}
@@ -166,9 +164,9 @@ def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
     for d in m.datasets:
         for meth in m.methods:
             targets = m.targets[:1] if meth == "teacher" else m.targets   # the multimodal teacher sees both modalities
-            teachers = m.teachers[:1] if meth in NO_TEACHER_AXIS else m.teachers
+            teachers = m.teachers if method_entry(meth).teachers else m.teachers[:1]  # no teacher: one run, not one per teacher
             for k in teachers:
-                if meth not in NO_TEACHER_AXIS and (why := not_applicable(d, meth, k)):
+                if why := unsupported(meth, d, k):
                     left_out.append(f"{d} {meth} --teacher {k}: {why}"); continue
                 for t in targets:
                     runs.extend(RunSpec(d, meth, t, k, s, m.profile, {**_settings(m, d, meth), **v}, label)
@@ -240,7 +238,7 @@ def execute_run(spec: RunSpec, runs_dir, notebooks=None, kernel: str = "python3"
     state = run_state(out)
     t0 = time.time()
     error = None
-    notebook = Path(notebooks or experiments_dir())/f"{EXPERIMENT_NOTEBOOKS[spec.dataset]}.ipynb"
+    notebook = Path(notebooks or experiments_dir())/f"{dataset_entry(spec.dataset).notebook}.ipynb"
     out.mkdir(parents=True, exist_ok=True)
     busy = _in_use(out)
     if busy:  # another run writes there (a hand-started run, another batch): touch nothing

@@ -7,21 +7,21 @@ from __future__ import annotations
 import time, resource, statistics
 from dataclasses import replace
 import torch
-from .core import seed_everything, pick_device, pick_precision, tune_cpu_allocator
+from .core import ConfigError, seed_everything, pick_device, pick_precision, tune_cpu_allocator
 from .data import Batch, PairedData
 from .models import use_channels_last
 from .trainer import RunConfig, resolve_config, make_method, start_stage_optimiser, optimisation_step
+from .registry import dataset_entry
 
 # %% auto #0
-__all__ = ['SHAPES', 'random_data', 'bench_mst', 'run_bench']
+__all__ = ['random_data', 'bench_mst', 'run_bench']
 
 # %% ../nbs/12_bench.ipynb #20de6a6e
-SHAPES = {"avmnist-lite": ((1, 28, 28), (1, 112, 112), 10), "av-mnist": ((1, 28, 28), (1, 112, 112), 10)}
-
 def random_data(dataset: str, n: int, device) -> PairedData:
-    "Random inputs and labels with `dataset`'s per-sample shapes."
-    if dataset not in SHAPES: raise ValueError(f"bench: no input shapes known for '{dataset}' (known: {', '.join(SHAPES)})")
-    s1, s2, c = SHAPES[dataset]
+    "Random inputs and labels with `dataset`'s per-sample shapes (its registered `bench_shapes`)."
+    shapes = dataset_entry(dataset).bench_shapes
+    if shapes is None: raise ConfigError(f"bench: {dataset} registers no bench_shapes (its DatasetEntry)")
+    s1, s2, c = shapes
     g = torch.Generator().manual_seed(0)
     return PairedData(torch.rand(n, *s1, generator=g), torch.rand(n, *s2, generator=g),
                       torch.randint(0, c, (n,), generator=g), [str(i) for i in range(c)], name=dataset).to(device)

@@ -8,10 +8,11 @@ import argparse, sys, time, json, re, inspect
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import MstDistillError, atomic_write_text
-from .trainer import RunConfig, DATASETS, PROFILES, CHOICES, resolve_config, describe_protocol, run as run_experiment
+from .trainer import RunConfig, PROFILES, CHOICES, resolve_config, describe_protocol, run as run_experiment
+from .registry import dataset_names, dataset_entry, method_names
 
 # %% auto #0
-__all__ = ['OneLineErrors', 'field_help', 'field_groups', 'build_parser', 'config_from_args', 'main_table', 'main_configs',
+__all__ = ['OneLineErrors', 'field_docs', 'field_choices', 'build_parser', 'config_from_args', 'main_table', 'main_configs',
            'main']
 
 # %% ../nbs/09_cli.ipynb #de319d53
@@ -19,38 +20,46 @@ class OneLineErrors(argparse.ArgumentParser):
     "argparse that reports a bad command line in one line (the usage is for `--help`); exit status 2."
     def error(self, message): self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
-def field_help() -> dict[str, str]:
-    "The comment beside each `RunConfig` field in its source: the help text of its flag."
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+?)\s*$", inspect.getsource(RunConfig), flags=re.M))
-
-def field_groups() -> dict[str, list[str]]:
-    "The `## title` sections of `RunConfig`'s source, each with its fields in order: the groups of `run --help`."
-    groups, title = {}, "settings"
+def field_docs() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """From `RunConfig`'s source, in one pass: its `## title` sections with their fields in order (the groups of
+    `run --help`), and the comment beside each field (the help text of its flag)."""
+    groups, helps, title = {}, {}, "settings"
     for line in inspect.getsource(RunConfig).splitlines():
         if m := re.match(r"\s+## (.+?)\s*$", line): title = m.group(1)
-        elif m := re.match(r"\s+(\w+):", line): groups.setdefault(title, []).append(m.group(1))
-    return groups
+        elif m := re.match(r"\s+(\w+):[^#\n]*(?:#\s*(.+?))?\s*$", line):
+            groups.setdefault(title, []).append(m.group(1))
+            if m.group(2): helps[m.group(1)] = m.group(2)
+    return groups, helps
+
+def field_choices() -> dict[str, list]:
+    "The allowed values of the fields that have a fixed set: `CHOICES`, and the registered data sets and methods."
+    return {**CHOICES, "dataset": dataset_names(), "method": method_names()}
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     "One flag per RunConfig field: --field-name; a switch --x for a boolean that is off by default, --no-x for one that is on."
-    defaults, helps, types = RunConfig(), field_help(), {f.name: f.type for f in fields(RunConfig)}
-    for title, names in field_groups().items():
+    defaults, types, choices = RunConfig(), {f.name: f.type for f in fields(RunConfig)}, field_choices()
+    groups, helps = field_docs()
+    for title, names in groups.items():
         group = p.add_argument_group(*title.split(": ", 1))  # "name: what it holds" -> title, description
-        for name in names: _add_flag(group, name, getattr(defaults, name), types[name], helps.get(name, ""))
+        for name in names:
+            _add_flag(group, name, getattr(defaults, name), types[name], helps.get(name, ""), choices.get(name))
 
-def _add_flag(group, name: str, default, typ: str, about: str) -> None:
+def _shown_default(name: str, default, about: str):
+    "The default `--help` shows after the field's comment, or None: the comment's own word on the default wins."
+    if "default" in about or default == "": return None
+    if default is None and any(name in values for values in PROFILES.values()): return "from the profile"
+    return default
+
+def _add_flag(group, name: str, default, typ: str, about: str, choices=None) -> None:
     if isinstance(default, bool):
         flag = f"--{'no-' if default else ''}{name.replace('_', '-')}"
         group.add_argument(flag, dest=name, action="store_false" if default else "store_true", default=default,
                            help=f"{'turn off: ' if default else ''}{about or name}")
         return
     parse = int if typ.startswith("int") else float if typ.startswith("float") else str
-    from_profile = any(name in values for values in PROFILES.values())
-    shown = (None if "default" in about or default == "" else "from the profile" if default is None and from_profile
-             else None if default is None else default)  # the comment's own word on the default wins
-    about = "; ".join(x for x in (about, shown is not None and f"default: {shown}") if x)
-    group.add_argument("--" + name.replace("_", "-"), type=parse, default=default, choices=CHOICES.get(name),
-                       help=about.replace("%", "%%"))
+    shown = _shown_default(name, default, about)
+    if shown is not None: about = f"{about}; default: {shown}" if about else f"default: {shown}"
+    group.add_argument("--" + name.replace("_", "-"), type=parse, default=default, choices=choices, help=about.replace("%", "%%"))
 
 # %% ../nbs/09_cli.ipynb #e017cc89
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     lite.add_argument("--out", default=None, help="output folder (default: the cache, see MST_DISTILL_CACHE)")
     lite.add_argument("--no-progress", dest="progress", action="store_false")
     fx = dsub.add_parser("fixtures", help="tiny files in a real data set's exact on-disk layout (for tests and dry runs)")
-    fx.add_argument("dataset", choices=[d for d in DATASETS if d != "avmnist-lite"])
+    fx.add_argument("dataset", choices=[d for d in dataset_names() if dataset_entry(d).fixture is not None])
     fx.add_argument("--out", required=True)
     fx.add_argument("--n", type=int, default=24)
     fx.add_argument("--seed", type=int, default=0)

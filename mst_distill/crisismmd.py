@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from .core import DataError, ConfigError, atomic_torch_save
 from .data import PairedData, write_split_file, read_split_file, make_split_table, split_table
-from .models import StagedNet, ModelSpec, register_models, n_params
-from .trainer import register_loader, register_fixture
+from .models import StagedNet, ModelSpec, Tap, n_params
+from .registry import DatasetEntry, register_dataset, dataset_entry, mirrored_hints
 
 # %% auto #0
 __all__ = ['CMMD_CLASSES', 'CMMD_COUNTS', 'IMAGE_DIM', 'TEXT_DIM', 'CMMD_FILE', 'CMMD_SPLIT', 'IMAGENET_MEAN', 'IMAGENET_STD',
@@ -116,7 +116,6 @@ def load_crisismmd(root, name: str = "crisismmd-v2", trust_pickle: bool = False)
     split = root/CMMD_SPLIT
     return data, split_table(split, len(data))
 
-@register_loader("crisismmd-v2")
 def _load_crisismmd_v2(cfg):
     if not cfg.data_root:
         raise ConfigError("data_root: crisismmd-v2 needs --data-root pointing at the folder that holds CMMD-V2/CMMD_data.pth")
@@ -131,7 +130,6 @@ def make_cmmd_features(labels: np.ndarray, rng: np.random.Generator, noise: floa
     txt = np.tanh(0.5 * (mu_txt[labels] + noise * rng.normal(0, 1, (len(labels), TEXT_DIM))))
     return img.astype(np.float32), txt.astype(np.float32)
 
-@register_fixture("crisismmd-v2")
 def write_crisismmd_fixture(out, n: int = 24, seed: int = 0) -> Path:
     "Tiny CrisisMMD-V2 data (`n` samples, every class present when n ≥ 8) in the published file format, plus the split file."
     if n < 5: raise ConfigError(f"--n: crisismmd-v2 fixtures need at least 5 samples (3/1/1 split), got {n}")
@@ -171,7 +169,16 @@ def mlp_tb(num_classes: int = 8) -> StagedNet:
     "`MLP-Tb`, the text-feature network; taps `fc1` (B,1024) and `fc2` (B,512), pre-ReLU."
     return _unimodal_mlp(TEXT_DIM, num_classes, "MLP-Tb")
 
-register_models(["crisismmd-v2"], ModelSpec(mlp_i, mlp_vb, mlp_tb, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]))
+# %% ../nbs/16_crisismmd.ipynb #12219ffe
+register_dataset(DatasetEntry(
+    "crisismmd-v2", modalities=("image", "text"),
+    models=ModelSpec(mlp_i, mlp_vb, mlp_tb, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]),
+    loader=_load_crisismmd_v2, fixture=write_crisismmd_fixture, notebook="crisismmd", paper=dict(batch_size=512, lr=5e-3),
+    # the baselines read the penultimate fc2 (pre-ReLU), C2KD's proxies too (13_baselines)
+    taps={"MLP-I": {"feature": "fc2"},
+          "MLP-Vb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"},
+          "MLP-Tb": {"feature": "fc2", "stages": ["fc1", "fc2"], "salience": "fc2", "proxy": "fc2"}},
+    hints=mirrored_hints("MLP-I", "MLP-Vb", "MLP-Tb", [("fc1", "fc1"), ("fc2", "fc2")])))
 
 # %% ../nbs/16_crisismmd.ipynb #3c834c9d
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from .core import ConfigError
 
 # %% auto #0
-__all__ = ['MODEL_SPECS', 'DATASET_MODULES', 'StagedNet', 'use_channels_last', 'n_params', 'Fuse', 'lenet5_trunk',
-           'five_layer_cnn_a_trunk', 'cnn_i', 'lenet5', 'three_layer_cnn_a', 'ModelSpec', 'register_models',
-           'import_dataset_module', 'model_spec', 'Parts', 'build_parts']
+__all__ = ['HEAD_IN', 'POST_STEPS', 'StagedNet', 'use_channels_last', 'n_params', 'Fuse', 'lenet5_trunk',
+           'five_layer_cnn_a_trunk', 'cnn_i', 'lenet5', 'three_layer_cnn_a', 'ModelSpec', 'Tap', 'tap_stage']
 
 # %% ../nbs/03_models.ipynb #2e650323
 class StagedNet(nn.Module):
@@ -123,46 +122,25 @@ class ModelSpec:
     m2_taps: list[str]  # used when the m2 network is the cross-modal model (target m1)
     dense: bool = False  # segmentation: logits are maps
 
-MODEL_SPECS: dict[str, ModelSpec] = {}
+HEAD_IN = "head_in"  # pseudo tap: the input of a network's final Linear layer (what the classifier sees)
 
-def register_models(names: list[str], spec: ModelSpec) -> None:
-    "Register `spec` for every data set name in `names`."
-    for n in names: MODEL_SPECS[n] = spec
+POST_STEPS: dict[str, Callable] = {  # steps a `Tap` may apply to the feature it reads
+    "relu": F.relu, "maxpool2": lambda x: F.max_pool2d(x, 2), "flatten": lambda x: x.flatten(1)}
 
-register_models(["av-mnist", "avmnist-lite"],
-                ModelSpec(cnn_i, lenet5, three_layer_cnn_a, ["concat", "fc1"], ["conv3", "fc1"], ["conv2", "conv3"]))
+@dataclass(frozen=True)
+class Tap:
+    """The output of stage `stage` of a `StagedNet`, or of its submodule `inner` (a `get_submodule` path inside the
+    stage: "0" is the first layer of an `nn.Sequential` stage), followed by the `post` steps (`POST_STEPS`) in order."""
+    stage: str
+    inner: str | None = None
+    post: tuple[str, ...] = ()
+    def __post_init__(self):
+        object.__setattr__(self, "post", tuple(self.post))
+        bad = [p for p in self.post if p not in POST_STEPS]
+        if bad: raise ConfigError(f"tap {self!r}: unknown step {', '.join(bad)} (known: {', '.join(POST_STEPS)})")
+    def __repr__(self):
+        return self.stage + ("" if self.inner is None else f".{self.inner}") + "".join(f"|{p}" for p in self.post)
 
-# data sets whose loaders, models and fixtures live in their own notebooks, imported on first use
-DATASET_MODULES = {"ravdess": "mst_distill.ravdess", "vggsound-50k": "mst_distill.vggsound",
-                   "crisismmd-v2": "mst_distill.crisismmd", "nyu-depth-v2": "mst_distill.nyu_depth"}
-
-def import_dataset_module(dataset: str) -> None:
-    "Import the module that registers `dataset`'s loader, models and fixtures (if it exists)."
-    import importlib, importlib.util
-    mod = DATASET_MODULES.get(dataset)
-    if mod and importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
-
-def model_spec(dataset: str) -> ModelSpec:
-    "The `ModelSpec` of `dataset`, with a clear error for unknown names."
-    if dataset not in MODEL_SPECS: import_dataset_module(dataset)
-    if dataset not in MODEL_SPECS:
-        raise ConfigError(f"dataset: no models registered for '{dataset}' (known: {', '.join(sorted(MODEL_SPECS))})")
-    return MODEL_SPECS[dataset]
-
-@dataclass
-class Parts:
-    "The networks of a cross-modal distillation run for one target modality."
-    teacher: StagedNet
-    student: StagedNet
-    cross: StagedNet
-    teacher_taps: list[str]
-    cross_taps: list[str]
-    student_taps: list[str]
-
-def build_parts(dataset: str, target: str, num_classes: int) -> Parts:
-    "Teacher, student (target modality) and cross-modal model (other modality) for `dataset`, freshly initialised."
-    s = model_spec(dataset)
-    if target not in ("m1", "m2"): raise ConfigError(f"target: expected 'm1' or 'm2', got '{target}'")
-    if target == "m1":
-        return Parts(s.teacher(num_classes), s.m1_net(num_classes), s.m2_net(num_classes), s.teacher_taps, s.m2_taps, s.m1_taps)
-    return Parts(s.teacher(num_classes), s.m2_net(num_classes), s.m1_net(num_classes), s.teacher_taps, s.m1_taps, s.m2_taps)
+def tap_stage(net: StagedNet, tap) -> str:
+    "The stage of `net` a tap (stage name, `HEAD_IN` or `Tap`) reads from."
+    return net.stage_names[-1] if tap == HEAD_IN else tap.stage if isinstance(tap, Tap) else tap

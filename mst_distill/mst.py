@@ -12,17 +12,17 @@ from pathlib import Path
 from fastcore.basics import patch
 from .core import ConfigError, seed_everything
 from .data import Batch
-from .models import build_parts, model_spec
+from .registry import build_parts, model_spec, register_method
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
-from .trainer import Method, Stage, register_method, POOL_NETWORKS, RunConfig, resolve_config, cache_key, completed_run
+from .trainer import Method, Stage, POOL_NETWORKS, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
 __all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
 
 # %% ../nbs/08_mst.ipynb #9413ed55
-@register_method("mst")
+@register_method("mst", label="MST-Distill", tasks=("classification", "segmentation"), row=90)
 class MSTDistill(Method):
     "MST-Distill: three stages, specialized teachers made by MaskNets, a router choosing k of them per sample."
     name = "mst"

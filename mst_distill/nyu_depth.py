@@ -12,8 +12,8 @@ from torch import nn
 import torch.nn.functional as F
 from .core import DataError, ConfigError
 from .data import PairedData, min_max_normalize, write_split_file, read_split_file, split_table
-from .models import StagedNet, ModelSpec, register_models, n_params
-from .trainer import register_loader, register_fixture
+from .models import StagedNet, ModelSpec, Tap, n_params
+from .registry import DatasetEntry, register_dataset, dataset_entry, mirrored_hints
 
 # %% auto #0
 __all__ = ['NYU_CLASSES', 'NYU_FILE', 'NYU_SPLIT', 'HEIGHT', 'WIDTH', 'VOID', 'MAT_KEYS', 'CLASS_COLOURS', 'VGG16_GROUPS',
@@ -131,7 +131,6 @@ def load_nyu_depth(root, name: str = "nyu-depth-v2", progress: bool = False) -> 
     split = root/NYU_SPLIT
     return data, split_table(split, n)
 
-@register_loader("nyu-depth-v2")
 def _load_nyu_depth_v2(cfg):
     if not cfg.data_root:
         raise ConfigError("data_root: nyu-depth-v2 needs --data-root pointing at the folder that holds NYU-Depth-V2/")
@@ -178,7 +177,6 @@ def procedural_room(rng: np.random.Generator, h: int = HEIGHT, w: int = WIDTH) -
     rgb = lut[label] * (texture * shade)[..., None] + rng.normal(0, 0.02, (h, w, 3))
     return (np.clip(rgb, 0, 1) * 255).astype(np.uint8), depth, label
 
-@register_fixture("nyu-depth-v2")
 def write_nyu_depth_fixture(out, n: int = 3, seed: int = 0) -> Path:
     "`n` procedural rooms at full 480×640 resolution in the exact MATLAB v7.3 layout, plus the split file."
     if n < 3: raise ConfigError(f"--n: nyu-depth-v2 fixtures need at least 3 images (1/1/1 split), got {n}")
@@ -352,9 +350,25 @@ def fusenet_branch(num_classes: int = 41, modality: str = "RGB") -> StagedNet:
 def fusenet_rgb_branch(num_classes: int = 41) -> StagedNet: return fusenet_branch(num_classes, "RGB")
 def fusenet_d_branch(num_classes: int = 41) -> StagedNet: return fusenet_branch(num_classes, "D")
 
-register_models(["nyu-depth-v2"], ModelSpec(fusenet_i, fusenet_rgb_branch, fusenet_d_branch,
-                                            ["after_fusion_identity", "CBR5_RGBD_DEC"], ["CBR5_RGB_ENC", "CBR5_RGB_DEC"],
-                                            ["CBR5_DEPTH_ENC", "CBR5_D_DEC"], dense=True))
+# %% ../nbs/17_nyu_depth.ipynb #1d41046b
+_ENC4 = Tap("enc4", "group")  # encoder group 4, before pool 4 (the authors' CBR4_*_ENC)
+register_dataset(DatasetEntry(
+    "nyu-depth-v2", modalities=("RGB", "depth"),
+    models=ModelSpec(fusenet_i, fusenet_rgb_branch, fusenet_d_branch, ["after_fusion_identity", "CBR5_RGBD_DEC"],
+                     ["CBR5_RGB_ENC", "CBR5_RGB_DEC"], ["CBR5_DEPTH_ENC", "CBR5_D_DEC"], dense=True),
+    loader=_load_nyu_depth_v2, fixture=write_nyu_depth_fixture, notebook="nyu_depth", paper=dict(batch_size=6, lr=1e-4),
+    metric="miou",
+    # smoke runs on a 2-core, 24 GiB machine: 480×640 maps train one image at a time (batch 2 was killed by the kernel
+    # above 23 GiB; `check_memory` refuses it now)
+    smoke=dict(batch_size=1, eval_batch_size=4),
+    # segmentation: of the baselines' taps only MGDFR's salience (encoder group 5, before pool 5) is needed
+    taps={"FuseNet-RGBbranch": {"salience": "CBR5_RGB_ENC"}, "FuseNet-Dbranch": {"salience": "CBR5_DEPTH_ENC"}},
+    # FitNets: the student's encoder and decoder group 5 -> the teacher's fused encoder output and decoder group 5;
+    # between the branches, encoder group 4 (before pooling) and decoder group 4
+    hints={("FuseNet-I", "FuseNet-RGBbranch"): [("CBR5_RGB_ENC", "after_fusion_identity"), ("CBR5_RGB_DEC", "CBR5_RGBD_DEC")],
+           ("FuseNet-I", "FuseNet-Dbranch"): [("CBR5_DEPTH_ENC", "after_fusion_identity"), ("CBR5_D_DEC", "CBR5_RGBD_DEC")],
+           ("FuseNet-Dbranch", "FuseNet-RGBbranch"): [(_ENC4, _ENC4), ("CBR4_RGB_DEC", "CBR4_D_DEC")],
+           ("FuseNet-RGBbranch", "FuseNet-Dbranch"): [(_ENC4, _ENC4), ("CBR4_D_DEC", "CBR4_RGB_DEC")]}))
 
 # %% ../nbs/17_nyu_depth.ipynb #175b3f1c
 def convert_labeled_nyu(src, mapping: np.ndarray, out_root) -> Path:

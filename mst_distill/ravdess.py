@@ -13,8 +13,8 @@ from torch import nn
 import torch.nn.functional as F
 from .core import DataError, ConfigError, MstDistillError
 from .data import PairedData, load_npy, min_max_normalize, write_split_file, read_split_file, split_table
-from .models import StagedNet, ModelSpec, register_models, n_params
-from .trainer import register_loader, register_fixture
+from .models import StagedNet, ModelSpec, Tap, n_params
+from .registry import DatasetEntry, register_dataset, dataset_entry, mirrored_hints
 
 # %% auto #0
 __all__ = ['RAVDESS_EMOTIONS', 'RAVDESS_DIR', 'RAVDESS_SPLIT', 'N_FRAMES', 'FRAME_SIZE', 'N_MFCC', 'MFCC_FRAMES', 'SAMPLE_RATE',
@@ -103,7 +103,6 @@ def load_ravdess(root, name: str = "ravdess", dtype: torch.dtype | None = None, 
     split = root/RAVDESS_SPLIT
     return data, split_table(split, len(data))
 
-@register_loader("ravdess")
 def _load_ravdess(cfg):
     if not cfg.data_root:
         raise ConfigError(f"data_root: ravdess needs --data-root pointing at the folder that holds {RAVDESS_DIR}/")
@@ -228,9 +227,6 @@ def audio_branch_net(num_classes: int = 8) -> StagedNet:
     "`AudioBranchNet`, the RAVDESS MFCC network; taps `fc1` (B,320), `fc2` (B,160)."
     return StagedNet([("audio", ravdess_audio_branch())] + mlp_head_stages(1280, num_classes), "AudioBranchNet")
 
-register_models(["ravdess"], ModelSpec(dscnn_i, visual_branch_net, audio_branch_net,
-                                       ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]))
-
 # %% ../nbs/14_ravdess.ipynb #f96e4bac
 # emotion -> (espeak words per minute, pitch 0..99, amplitude 0..200): a weak but real prosody cue
 PROSODY = [(160, 50, 100), (130, 40, 80), (190, 75, 130), (110, 30, 70),
@@ -287,7 +283,6 @@ def write_ravdess_arrays(root, video: np.ndarray, audio: np.ndarray, labels: np.
     np.save(files["labels"], np.asarray(labels, np.int64))
     return Path(root)
 
-@register_fixture("ravdess")
 def write_ravdess_fixture(out, n: int = 24, seed: int = 0) -> Path:
     "Tiny RAVDESS arrays (`n` samples, balanced emotions) in the exact layout, plus the split file."
     if n < 5: raise ConfigError(f"--n: ravdess fixtures need at least 5 samples (3/1/1 split), got {n}")
@@ -302,3 +297,14 @@ def write_ravdess_fixture(out, n: int = 24, seed: int = 0) -> Path:
     np.save(files["audio"], audio.astype(np.float32)); np.save(files["labels"], labels)
     write_split_file(out/RAVDESS_SPLIT, n)
     return out
+
+# %% ../nbs/14_ravdess.ipynb #e6dcd843
+register_dataset(DatasetEntry(
+    "ravdess", modalities=("face video", "MFCC audio"),
+    models=ModelSpec(dscnn_i, visual_branch_net, audio_branch_net, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]),
+    loader=_load_ravdess, fixture=write_ravdess_fixture, notebook="ravdess", paper=dict(batch_size=32, lr=1e-4),
+    # the baselines read the penultimate fc2 (pre-ReLU); C2KD's proxies sit on fc1 (13_baselines)
+    taps={"DSCNN-I": {"feature": "fc2"},
+          "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
+          "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"}},
+    hints=mirrored_hints("DSCNN-I", "VisualBranchNet", "AudioBranchNet", [("fc1", "fc1"), ("fc2", "fc2")])))

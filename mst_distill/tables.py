@@ -14,26 +14,29 @@ import matplotlib.pyplot as plt
 from .core import RunDir, DataError, ConfigError, atomic_write_text, read_json
 from .baselines import other_modality
 from .trainer import RunConfig
+from .registry import DATASET_REGISTRY, METHOD_REGISTRY, import_registrations, method_names, method_entry
 
 # %% auto #0
-__all__ = ['METRIC', 'MODALITIES', 'BASELINE_NAMES', 'NO_TEACHER', 'MST_SWITCHES', 'table_metric', 'switches_of', 'variant_of',
-           'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table', 'format_cell', 'to_markdown',
-           'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares', 'ablation_table', 'routing_records',
-           'routing_over_epochs', 'routing_by_class', 'plot_routing_over_epochs', 'plot_routing_by_class',
-           'write_tables']
+__all__ = ['MST_SWITCHES', 'switches_of', 'variant_of', 'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table',
+           'format_cell', 'to_markdown', 'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares',
+           'ablation_table', 'routing_records', 'routing_over_epochs', 'routing_by_class', 'plot_routing_over_epochs',
+           'plot_routing_by_class', 'write_tables']
 
 # %% ../nbs/19_tables.ipynb #c66b0558
-METRIC = {"nyu-depth-v2": "miou"}           # the table metric; accuracy elsewhere
-MODALITIES = {"avmnist-lite": ("image", "audio"), "av-mnist": ("image", "audio"), "ravdess": ("face video", "MFCC audio"),
-              "vggsound-50k": ("visual", "audio"), "crisismmd-v2": ("image", "text"), "nyu-depth-v2": ("RGB", "depth")}
-BASELINE_NAMES = {"kd": "KD", "fitnets": "FitNets", "rkd": "RKD", "crd": "CRD", "ofa": "OFA", "mlld": "MLLD",
-                  "c2kd": "C2KD", "mgdfr": "MGDFR", "dml": "DML", "softcmkd": "Soft-CMKD"}
-NO_TEACHER = {"teacher", "student", "mst"}
-
 # MST-Distill's analysis switches (08_mst), in the order the ablation table lists them; defaults: the full method
 MST_SWITCHES = ("stage1", "stage2", "router", "pool", "k", "stacked_masks")
 
-def table_metric(dataset: str) -> str: return METRIC.get(dataset, "accuracy")
+def _registered(registry: dict, name: str):
+    "The registry entry of `name`, or None (a run of a data set or method this process has not registered)."
+    if name not in registry: import_registrations()
+    return registry.get(name)
+
+def _from_record(m: dict, key: str, dataset: str):
+    "A record's `metric` or `modalities`; records written before they carried them: the data set's registered values."
+    if key in m: return m[key]
+    entry = _registered(DATASET_REGISTRY, dataset)
+    if entry is None: raise DataError(f"{dataset}: the run record has no '{key}' and the data set is not registered")
+    return getattr(entry, key)
 
 def switches_of(cfg: dict) -> str:
     "The MST-Distill switches a run's config sets away from the full method (e.g. 'pool=cm'); '' for the full method and every other method."
@@ -49,8 +52,10 @@ def _record(rd: RunDir, m: dict) -> dict:
     cfg = m.get("config") or (read_json(rd.config) if rd.config.exists() else {})
     get = lambda k: m.get(k, cfg.get(k))
     method = get("method")
+    entry = _registered(METHOD_REGISTRY, method)
+    takes_teacher = entry is None or bool(entry.teachers)  # a method without a teacher leaves the field unused
     return {"path": str(rd.path), "dataset": get("dataset"), "profile": get("profile"), "method": method,
-            "teacher": "" if method in NO_TEACHER else get("teacher"), "target": get("target"), "seed": get("seed"),
+            "teacher": get("teacher") if takes_teacher else "", "target": get("target"), "seed": get("seed"),
             "variant": variant_of({**cfg, "method": method}), "switches": switches_of({**cfg, "method": method})}
 
 def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -70,20 +75,25 @@ def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         status = m.get("status") or "incomplete (no metrics.json)"
         if status != "completed":
             left.append({**rec, "status": status, "error": m.get("error", "")}); continue
-        metric = table_metric(rec["dataset"])
-        rec.update(metric=metric, value=100 * m["test"][metric], routing=m.get("routing_test"))
+        metric, names = _from_record(m, "metric", rec["dataset"]), _from_record(m, "modalities", rec["dataset"])
+        rec.update(metric=metric, value=100 * m["test"][metric], routing=m.get("routing_test"),
+                   modality=names[0 if rec["target"] == "m1" else 1])
         done.append(rec)
     cols = ["path", "dataset", "profile", "method", "teacher", "target", "seed", "variant", "switches"]
-    done = pd.DataFrame(done, columns=cols + ["metric", "value", "routing"])
+    done = pd.DataFrame(done, columns=cols + ["metric", "value", "routing", "modality"])
     done = done.drop_duplicates(subset=cols[1:], keep="first")
     return done.reset_index(drop=True), pd.DataFrame(left, columns=cols + ["status", "error"])
 
 # %% ../nbs/19_tables.ipynb #923e093e
 def table_rows() -> list[tuple[str, str, str]]:
-    "(label, method, teacher) of every row in the paper's order; 'cm-teacher' is the other modality's student."
-    rows = [("Teacher (MM)", "teacher", ""), ("Teacher (CM)", "cm-teacher", ""), ("w/o KD", "student", "")]
-    for m, name in BASELINE_NAMES.items(): rows += [(f"{name} (MM)", m, "mm"), (f"{name} (CM)", m, "cm")]
-    return rows + [("MST-Distill", "mst", "")]
+    """(label, method, teacher) of every row, in the order of the registered methods' `row` (the paper's order): a row
+    per teacher a method accepts; 'cm-teacher', after the multimodal teacher, is the other modality's plain student."""
+    rows = []
+    for m in method_names():
+        e = method_entry(m)
+        rows += [(f"{e.label} ({k.upper()})", m, k) for k in e.teachers] or [(e.label, m, "")]
+        if m == "teacher": rows.append(("Teacher (CM)", "cm-teacher", ""))
+    return rows
 
 def cell_values(runs: pd.DataFrame, method: str, teacher: str, target: str) -> pd.Series:
     "The per-seed values of one cell (index: seed), from the completed runs of one data set and profile."
@@ -108,6 +118,7 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
                  for t in targets]
         if any(c["n"] for c in cells): out += cells
     df = pd.DataFrame(out, columns=["row", "method", "teacher", "target", "mean", "std", "n", "seeds"])
+    if "modality" in runs: df["modality"] = df.target.map(runs.drop_duplicates("target").set_index("target")["modality"])
     students = ~df.method.isin(["teacher", "cm-teacher"])
     df["best"] = False
     for t in targets:
@@ -120,14 +131,17 @@ def format_cell(mean: float, std: float, n: int, digits: int = 1, pm: str = "±"
     if n == 0: return "–"
     return f"{mean:.{digits}f}" + (f" {pm} {std:.{digits}f}" if n > 1 else "") + f" ({n})"
 
-def _header(dataset: str, target: str) -> str:
-    names = MODALITIES.get(dataset)
-    return f"{target} = {names[0 if target == 'm1' else 1]}" if names else target
+def _header(frame: pd.DataFrame, dataset: str, target: str) -> str:
+    "'m1 = image': the target's modality from the frame's `modality` column (its records), else from the registry."
+    if "modality" in frame and len(names := set(frame.loc[frame.target == target, "modality"].dropna())) == 1:
+        return f"{target} = {names.pop()}"
+    entry = _registered(DATASET_REGISTRY, dataset)
+    return f"{target} = {entry.modalities[0 if target == 'm1' else 1]}" if entry else target
 
 def to_markdown(df: pd.DataFrame, dataset: str) -> str:
     "The table as markdown (best in bold)."
     targets = list(dict.fromkeys(df.target))
-    lines = ["| | " + " | ".join(_header(dataset, t) for t in targets) + " |", "|---" * (len(targets) + 1) + "|"]
+    lines = ["| | " + " | ".join(_header(df, dataset, t) for t in targets) + " |", "|---" * (len(targets) + 1) + "|"]
     for row, g in df.groupby("row", sort=False):
         cells = [format_cell(c["mean"], c["std"], c["n"]) for _, c in g.iterrows()]
         cells = [f"**{s}**" if b else s for s, b in zip(cells, g.best)]
@@ -139,7 +153,7 @@ def to_latex(df: pd.DataFrame, dataset: str, metric: str) -> str:
     targets = list(dict.fromkeys(df.target))
     esc = lambda s: s.replace("_", r"\_").replace("&", r"\&")
     lines = [r"\begin{tabular}{l" + "c" * len(targets) + "}", r"\toprule",
-             "Method & " + " & ".join(esc(_header(dataset, t)) for t in targets) + r" \\", r"\midrule"]
+             "Method & " + " & ".join(esc(_header(df, dataset, t)) for t in targets) + r" \\", r"\midrule"]
     for row, g in df.groupby("row", sort=False):
         cells = [format_cell(c["mean"], c["std"], c["n"], pm=r"$\pm$") for _, c in g.iterrows()]
         cells = [rf"\textbf{{{s}}}" if b else s for s, b in zip(cells, g.best)]
@@ -158,7 +172,7 @@ def plot_table(df: pd.DataFrame, dataset: str, metric: str, ax=None):
     for i, t in enumerate(targets):
         g = df[df.target == t].set_index("row").reindex(rows)
         x = np.arange(len(rows)) + (i - (len(targets) - 1) / 2) * width
-        ax.bar(x, g["mean"], width, yerr=g["std"].fillna(0), capsize=2, label=_header(dataset, t))
+        ax.bar(x, g["mean"], width, yerr=g["std"].fillna(0), capsize=2, label=_header(df, dataset, t))
     ax.set_xticks(np.arange(len(rows)), rows, rotation=60, ha="right")
     ax.set_ylabel(f"test {metric} (%)"); ax.set_title(f"{dataset}: mean ± std over seeds")
     lo = np.nanmin(df["mean"] - df["std"].fillna(0))
@@ -186,7 +200,7 @@ def plot_routing_shares(runs: pd.DataFrame, dataset: str):
         g = rf[rf.target == t].groupby("expert", sort=False)["share"]
         mean, std = g.mean(), g.std().fillna(0)
         ax.bar(mean.index, 100 * mean, yerr=100 * std, capsize=3, color="tab:purple")
-        ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={rf[rf.target == t].seed.nunique()})")
+        ax.set_title(f"{dataset}, student {_header(runs, dataset, t)} (n={rf[rf.target == t].seed.nunique()})")
         ax.set_ylabel("test samples routed (%)"); ax.tick_params(axis="x", rotation=30)
     fig.suptitle("MST-Distill: which specialized teacher the router picks (T: multimodal, A: cross-modal)")
     fig.tight_layout()
@@ -253,7 +267,7 @@ def plot_routing_over_epochs(routing: pd.DataFrame, dataset: str):
         for expert, e in stats.groupby("expert", sort=False):
             ax.plot(e.epoch + 1, 100 * e["mean"], marker="o", label=expert)
             ax.fill_between(e.epoch + 1, 100 * (e["mean"] - e["std"]), 100 * (e["mean"] + e["std"]), alpha=0.2)
-        ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={rf[rf.target == t].seed.nunique()})")
+        ax.set_title(f"{dataset}, student {_header(routing, dataset, t)} (n={rf[rf.target == t].seed.nunique()})")
         ax.set_xlabel("stage-3 epoch"); ax.set_ylabel("training samples routed (%)"); ax.legend(fontsize=8)
     fig.suptitle("MST-Distill: the router's choice over training (T: multimodal, A: cross-modal)")
     fig.tight_layout()
@@ -271,7 +285,7 @@ def plot_routing_by_class(routing: pd.DataFrame, dataset: str):
         ax.set_xticks(range(m.shape[1]), m.columns, rotation=45, ha="right"); ax.set_yticks(range(m.shape[0]), m.index)
         for (i, j), v in np.ndenumerate(100 * m.values):
             ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 50 else "black")
-        ax.set_title(f"{dataset}, student {_header(dataset, t)} (n={int(rf[rf.target == t].n.max())}): test samples per class", fontsize=9)
+        ax.set_title(f"{dataset}, student {_header(routing, dataset, t)} (n={int(rf[rf.target == t].n.max())}): test samples per class", fontsize=9)
     fig.colorbar(im, ax=[ax for ax, _ in panels], label="share of the class (%)")
     return fig
 
@@ -288,7 +302,7 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
     if runs.empty: raise DataError(f"{runs_dir}: no completed runs found (left out: {len(left)})")
     markdown = {}
     for (dataset, profile), g in runs.groupby(["dataset", "profile"], sort=True):
-        name, metric = f"{dataset}-{profile}", table_metric(dataset)
+        name, metric = f"{dataset}-{profile}", g.metric.iloc[0]  # from the run records
         df = results_table(g)
         if len(df):  # an analysis batch alone has no main-table run
             atomic_write_text(out/f"{name}.csv", df.drop(columns=["best"]).assign(metric=metric).to_csv(index=False))

@@ -17,35 +17,31 @@ from .core import (MstDistillError, ConfigError, DataError, PRECISIONS, seed_eve
                               pick_device, pick_precision, tune_cpu_allocator, atomic_write_json, atomic_write_text, atomic_torch_save,
                               read_json, RunDir, get_logger, config_hash)
 from .data import Batch, PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
-from .models import use_channels_last, import_dataset_module, build_parts, model_spec
+from .models import use_channels_last
+from .registry import build_parts, dataset_entry, method_entry, register_method, unsupported
 
 # %% auto #0
-__all__ = ['DATASETS', 'METHODS', 'ROUTERS', 'POOL_NETWORKS', 'POOLS', 'METHOD_CLASSES', 'INPUT_NORMS', 'RESUME_MAY_CHANGE',
-           'NOT_IN_CACHE_KEY', 'PROFILES', 'PAPER_DATASET', 'SMOKE_DATASET', 'CHOICES', 'DATA_LOADERS',
-           'FIXTURE_WRITERS', 'METHOD_MODULES', 'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol',
-           'resolve_config', 'register_loader', 'register_fixture', 'write_fixture', 'load_data', 'confusion_matrix',
-           'accuracy', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage', 'TeacherOnly', 'StudentOnly',
-           'register_method', 'method_class', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
+__all__ = ['ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'NOT_IN_CACHE_KEY', 'PROFILES', 'CHOICES',
+           'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config', 'write_fixture',
+           'load_data', 'confusion_matrix', 'accuracy', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
+           'TeacherOnly', 'StudentOnly', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
            'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
            'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory',
            'train_once', 'completed_run']
 
 # %% ../nbs/07_trainer.ipynb #afafcc83
-DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
-METHODS = ["teacher", "student", "mst", "kd", "fitnets", "rkd", "crd", "ofa", "mlld", "c2kd", "mgdfr", "dml", "softcmkd"]
 ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice of experts per sample (08_mst)
 # MST-Distill's specialized teachers (08_mst): the networks whose masked copies a pool holds
 POOL_NETWORKS = {"all": ("teacher", "cross"), "mm": ("teacher",), "cm": ("cross",)}
 POOLS = list(POOL_NETWORKS)
-METHOD_CLASSES: dict[str, type] = {}  # name -> Method subclass, filled by `register_method` (below and in 08, 13)
 
 @dataclass
 class RunConfig:
     "Everything that defines a run. `None` fields are filled from the profile (see `resolve_config`)."
     ## run: what to run, on which data, into which folder
-    dataset: str = "avmnist-lite"       # one of DATASETS
+    dataset: str = "avmnist-lite"       # a registered data set (03a_registry)
     target: str = "m1"                  # the student's modality
-    method: str = "mst"                 # one of METHODS
+    method: str = "mst"                 # a registered method (03a_registry)
     teacher: str = "mm"                 # baselines: multimodal (mm) or cross-modal unimodal (cm) teacher
     profile: str = "quick"              # smoke | quick | lite | paper: the defaults of every None field
     seed: int = 0                       # seeds the RNGs and selects split column group_{seed}
@@ -130,14 +126,6 @@ PROFILES = {
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,
                   hidden_dim_factor=2, input_norm="reference"),
 }
-# the authors' README: per-data-set batch size and learning rate for the paper profile
-PAPER_DATASET = {"av-mnist": dict(batch_size=512, lr=1e-4), "avmnist-lite": dict(batch_size=512, lr=1e-4),
-                 "ravdess": dict(batch_size=32, lr=1e-4), "vggsound-50k": dict(batch_size=512, lr=1e-4),
-                 "crisismmd-v2": dict(batch_size=512, lr=5e-3), "nyu-depth-v2": dict(batch_size=6, lr=1e-4)}
-
-# smoke runs on a 2-core, 24 GiB machine: NYU-Depth-V2's 480×640 maps train one image at a time (batch 2 was killed
-# by the kernel above 23 GiB; `check_memory` refuses it now)
-SMOKE_DATASET = {"nyu-depth-v2": dict(batch_size=1, eval_batch_size=4)}
 
 def describe_protocol(cfg: RunConfig) -> str:
     "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."
@@ -160,8 +148,9 @@ def _check_numbers(cfg: RunConfig) -> None:
             raise ConfigError(f"{f.name}: expected a finite number{' ' + low if low else ''}, got {v}")
 
 # %% ../nbs/07_trainer.ipynb #162dab6c
-# the allowed values of every RunConfig field that has a fixed set (the CLI's choices too)
-CHOICES = {"dataset": DATASETS, "method": METHODS, "target": ["m1", "m2"], "teacher": ["mm", "cm"], "profile": list(PROFILES),
+# the allowed values of every RunConfig field that has a fixed set (the CLI's choices too); data sets and methods are
+# the registered ones (03a_registry)
+CHOICES = {"target": ["m1", "m2"], "teacher": ["mm", "cm"], "profile": list(PROFILES),
            "lb_mode": ["kl", "cv"], "router": ROUTERS, "pool": POOLS, "input_norm": INPUT_NORMS, "precision": PRECISIONS}
 
 def _check_choice(field_name, value, choices):
@@ -170,11 +159,12 @@ def _check_choice(field_name, value, choices):
 def resolve_config(cfg: RunConfig) -> RunConfig:
     "Validate `cfg` and fill its `None` fields from the profile (explicit values win)."
     for name, allowed in CHOICES.items():
-        if name == "method": allowed = allowed + [m for m in METHOD_CLASSES if m not in allowed]  # a method you register
         if getattr(cfg, name) is not None: _check_choice(name, getattr(cfg, name), allowed)  # None: from the profile
+    data = dataset_entry(cfg.dataset)
+    if why := unsupported(cfg.method, cfg.dataset, cfg.teacher): raise ConfigError(why)  # before anything is written
     defaults = dict(PROFILES[cfg.profile])
-    if cfg.profile == "paper": defaults.update(PAPER_DATASET.get(cfg.dataset, {}))
-    if cfg.profile == "smoke": defaults.update(SMOKE_DATASET.get(cfg.dataset, {}))
+    if cfg.profile == "paper": defaults.update(data.paper)   # the authors' batch size and learning rate
+    if cfg.profile == "smoke": defaults.update(data.smoke)
     filled = {f.name: defaults[f.name] for f in fields(cfg) if getattr(cfg, f.name) is None and f.name in defaults}
     cfg = replace(cfg, **filled)
     # one learning rate per data set in the authors' README: the stage-1 and stage-2 rates follow it unless set
@@ -195,51 +185,16 @@ def resolve_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 # %% ../nbs/07_trainer.ipynb #517ff6ac
-DATA_LOADERS: dict[str, Callable[[RunConfig], tuple[PairedData, np.ndarray]]] = {}
-
-def register_loader(name: str):
-    "Decorator: register `f(cfg) -> (PairedData, split_table)` for data set `name`."
-    def deco(f): DATA_LOADERS[name] = f; return f
-    return deco
-
-@register_loader("avmnist-lite")
-def _load_avmnist_lite(cfg):
-    from mst_distill.avmnist import load_av_mnist, avmnist_lite_root
-    root = cfg.data_root or avmnist_lite_root(n=cfg.n, progress=cfg.progress)
-    return load_av_mnist(root, "avmnist-lite")
-
-@register_loader("av-mnist")
-def _load_av_mnist(cfg):
-    from mst_distill.avmnist import load_av_mnist
-    if not cfg.data_root: raise ConfigError("data_root: av-mnist needs --data-root pointing at the folder that holds avmnist/")
-    return load_av_mnist(cfg.data_root, "av-mnist")
-
-FIXTURE_WRITERS: dict[str, Callable] = {}
-
-def register_fixture(name: str):
-    "Decorator: register `f(out, n, seed) -> Path` writing tiny files in data set `name`'s exact on-disk layout."
-    def deco(f): FIXTURE_WRITERS[name] = f; return f
-    return deco
-
-@register_fixture("av-mnist")
-def _avmnist_fixture(out, n: int = 40, seed: int = 0):
-    from mst_distill.avmnist import generate_avmnist_lite
-    return generate_avmnist_lite(out, n=max(20, n - n % 10), seed=seed, progress=False)
-
 def write_fixture(dataset: str, out, n: int = 24, seed: int = 0) -> Path:
     "Write a tiny data set in `dataset`'s exact layout under `out` (class-dependent content, so a short run learns)."
-    import_dataset_module(dataset)
-    if dataset not in FIXTURE_WRITERS:
-        raise ConfigError(f"dataset: no fixture writer for '{dataset}' (available: {', '.join(sorted(FIXTURE_WRITERS))})")
-    return FIXTURE_WRITERS[dataset](out, n, seed)
+    entry = dataset_entry(dataset)
+    if entry.fixture is None:
+        raise ConfigError(f"dataset: {dataset} has no fixture writer (use a data set in its layout that has one)")
+    return entry.fixture(out, n, seed)
 
 def load_data(cfg: RunConfig) -> tuple[PairedData, np.ndarray]:
     "The paired data and split table of `cfg.dataset`."
-    if cfg.dataset not in DATA_LOADERS:
-        import_dataset_module(cfg.dataset)
-    if cfg.dataset not in DATA_LOADERS:
-        raise ConfigError(f"dataset: no loader for '{cfg.dataset}' yet (available: {', '.join(sorted(DATA_LOADERS))})")
-    return DATA_LOADERS[cfg.dataset](cfg)
+    return dataset_entry(cfg.dataset).loader(cfg)
 
 # %% ../nbs/07_trainer.ipynb #000efd45
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
@@ -342,6 +297,7 @@ def supervised_stage(method: Method, part: str, forward: Callable, epochs: int, 
     return Stage("train", epochs, list(method.parts[part].parameters()), lr, train_step, val_step,
                  select="ce", keep=[part], train_parts=[part])
 
+@register_method("teacher", label="Teacher (MM)", tasks=("classification", "segmentation"), row=0)
 class TeacherOnly(Method):
     "`teacher`: the multimodal teacher trained alone on both modalities (a table row)."
     name = "teacher"
@@ -351,6 +307,7 @@ class TeacherOnly(Method):
     def predict(self, b): return self.parts["teacher"](self.teacher_input(b))
     def stages(self): return [supervised_stage(self, "teacher", self.predict, self.cfg.teacher_epochs, self.cfg.lr)]
 
+@register_method("student", label="w/o KD", tasks=("classification", "segmentation"), row=1)
 class StudentOnly(Method):
     "`student`: the target modality's network trained without distillation (the 'w/o KD' row)."
     name = "student"
@@ -360,28 +317,9 @@ class StudentOnly(Method):
     def predict(self, b): return self.parts["student"](self.student_input(b))
     def stages(self): return [supervised_stage(self, "student", self.predict, self.cfg.epochs, self.cfg.lr)]
 
-METHOD_CLASSES.update(teacher=TeacherOnly, student=StudentOnly)
-
-METHOD_MODULES = ["mst_distill.mst", "mst_distill.baselines"]  # modules that register further methods
-
-def register_method(name: str):
-    "Decorator registering a `Method` subclass under `name`."
-    def deco(cls): METHOD_CLASSES[name] = cls; return cls
-    return deco
-
-def method_class(name: str) -> type[Method]:
-    "The `Method` class registered as `name` (importing the modules that register methods on first use)."
-    import importlib, importlib.util
-    if name not in METHOD_CLASSES:
-        for mod in METHOD_MODULES:
-            if importlib.util.find_spec(mod) is not None: importlib.import_module(mod)
-    if name not in METHOD_CLASSES:
-        raise ConfigError(f"method: '{name}' is not implemented yet (available: {', '.join(sorted(METHOD_CLASSES))})")
-    return METHOD_CLASSES[name]
-
 def make_method(cfg: RunConfig, data: PairedData, device) -> Method:
     "Instantiate the method `cfg.method`; the runs it reads (`prerequisites`) must be there already."
-    return method_class(cfg.method)(cfg, data, device)
+    return method_entry(cfg.method).cls(cfg, data, device)
 
 # %% ../nbs/07_trainer.ipynb #c1d45bb5
 class Callback:
@@ -561,7 +499,7 @@ def _run(self: Trainer) -> dict:
     data = data.to(device)
     data = prepare_inputs(cfg, data, splits, log)
     log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
-    for label, prerequisite in method_class(cfg.method).prerequisites(cfg, data):
+    for label, prerequisite in method_entry(cfg.method).cls.prerequisites(cfg, data):
         train_once(prerequisite, label)  # trained on first use, then reused; the method's constructor only loads
     seed_everything(cfg.seed)  # model initialisation depends neither on how the data were obtained nor on the above
     method = make_method(cfg, data, device)
@@ -620,8 +558,10 @@ def _run(self: Trainer) -> dict:
         opt_state = None
 
     _set_modes(method.parts, [])
+    entry = dataset_entry(cfg.dataset)  # the record names the modalities and the table metric (19_tables reads them)
     out = {"status": "completed", "dataset": cfg.dataset, "method": cfg.method, "target": cfg.target,
-           "teacher": cfg.teacher, "seed": cfg.seed, "profile": cfg.profile}
+           "teacher": cfg.teacher, "seed": cfg.seed, "profile": cfg.profile, "modalities": list(entry.modalities),
+           "metric": entry.metric}
     for split in ("val", "test"):
         out[split] = self.evaluate(method, data, splits[split], autocast)
     out.update(method.after_training(data, splits, rd))
@@ -756,11 +696,11 @@ def activation_bytes(cfg: RunConfig, data: PairedData) -> int:
 
 # what a training step holds per counted output byte, measured: dense maps (NYU-Depth-V2: 1.75, the saved outputs and
 # their full-resolution gradients) hold more than classifiers (RAVDESS: 0.6)
-ACTIVATION_FACTOR = {"dense": 2, "classification": 1}
+ACTIVATION_FACTOR = {"segmentation": 2, "classification": 1}
 
 def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: torch.device, available: int | None = None) -> dict:
     "Refuse (one line) a run whose training step cannot fit in the memory left; returns the estimate in bytes."
-    factor = ACTIVATION_FACTOR["dense" if model_spec(cfg.dataset).dense else "classification"]
+    factor = ACTIVATION_FACTOR[dataset_entry(cfg.dataset).task]
     per_sample = factor * activation_bytes(cfg, data)
     weights = 16 * sum(p.numel() for p in method.parts.parameters())  # fp32 weights, gradients, Adam's m and v
     need = weights + cfg.batch_size * per_sample

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from .core import DataError, ConfigError, atomic_write_text
 from .data import PairedData, load_npy, write_split_file, read_split_file, split_table
-from .models import StagedNet, ModelSpec, register_models, n_params
-from .trainer import register_loader, register_fixture
+from .models import StagedNet, ModelSpec, Tap, n_params
+from .registry import DatasetEntry, register_dataset, dataset_entry, mirrored_hints
 from .ravdess import (Conv3dAnyLayout, Permute, AudioVisualFuse, conv_bn_relu_pool, mlp_head_stages,
                                  storage_dtype)
 
@@ -124,7 +124,6 @@ def load_vggsound(root, name: str = "vggsound-50k", dtype: torch.dtype | None = 
     table = split_table(split, n)
     return (data, table, flags) if with_segments else (data, table)
 
-@register_loader("vggsound-50k")
 def _load_vggsound_50k(cfg):
     if not cfg.data_root:
         raise ConfigError(f"data_root: vggsound-50k needs --data-root pointing at the folder that holds {VGGS_DIR}/")
@@ -158,7 +157,6 @@ def write_vggsound_sample(root, name: str, visual: np.ndarray, audio: np.ndarray
         files[key].parent.mkdir(parents=True, exist_ok=True)
         np.save(files[key], np.asarray(arr, dtype))
 
-@register_fixture("vggsound-50k")
 def write_vggsound_fixture(out, n: int = 24, seed: int = 0, n_classes: int = 6) -> Path:
     "Tiny VGGSound-50k data (`n` clips over `n_classes` of the 141 classes) in the exact layout, plus the split file."
     if n < 5: raise ConfigError(f"--n: vggsound-50k fixtures need at least 5 samples (3/1/1 split), got {n}")
@@ -207,8 +205,16 @@ def audio_branch_net_vggs(num_classes: int = 141) -> StagedNet:
     "`AudioBranchNet-VGGS`; taps `fc1` (B,320), `fc2` (B,160)."
     return StagedNet([("audio", vggs_audio_branch())] + mlp_head_stages(256, num_classes), "AudioBranchNet-VGGS")
 
-register_models(["vggsound-50k"], ModelSpec(dscnn_vggs_i, visual_branch_net_vggs, audio_branch_net_vggs,
-                                            ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]))
+# %% ../nbs/15_vggsound.ipynb #287f5bbb
+register_dataset(DatasetEntry(
+    "vggsound-50k", modalities=("visual", "audio"),
+    models=ModelSpec(dscnn_vggs_i, visual_branch_net_vggs, audio_branch_net_vggs, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]),
+    loader=_load_vggsound_50k, fixture=write_vggsound_fixture, notebook="vggsound", paper=dict(batch_size=512, lr=1e-4),
+    # as RAVDESS: the baselines read the penultimate fc2 (pre-ReLU), C2KD's proxies fc1 (13_baselines)
+    taps={"DSCNN-VGGS-I": {"feature": "fc2"},
+          "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
+          "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"}},
+    hints=mirrored_hints("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS", [("fc1", "fc1"), ("fc2", "fc2")])))
 
 # %% ../nbs/15_vggsound.ipynb #6d5500f8
 def split_segments(x: np.ndarray, n: int = N_SEGMENTS) -> list[np.ndarray]:

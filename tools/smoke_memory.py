@@ -1,6 +1,6 @@
 """Peak memory of each data set's `smoke` run of MST-Distill on its fixture, as a user would start it.
 
-    .venv/bin/python tools/smoke_memory.py [DATASET ...] [--alongside TEXT]      (default: all six)
+    .venv/bin/python tools/smoke_memory.py [DATASET ...] [--alongside TEXT]      (default: all registered)
 
 For each data set: write the fixture (`mst-distill data fixtures`, default size), run
 `mst-distill run --dataset D --data-root FIXTURE --method mst --profile smoke` in a child process, and read that
@@ -11,15 +11,16 @@ notebooks read it). One run at a time: measure on a quiet machine.
 import argparse, csv, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 
-DATASETS = ["avmnist-lite", "av-mnist", "ravdess", "vggsound-50k", "crisismmd-v2", "nyu-depth-v2"]
-GENERATED = {"avmnist-lite"}  # no fixture: the run generates (or finds in the cache) its own data
+from mst_distill.registry import dataset_names, dataset_entry
+
+DATASETS = dataset_names()  # every registered data set
 OUT = Path(__file__).resolve().parents[1] / "nbs" / "measurements" / "smoke_memory.csv"
 CLI = [str(Path(sys.executable).with_name("mst-distill"))]  # the venv's console script
 
 def measure(dataset: str, work: Path, alongside: str) -> dict:
     "Write `dataset`'s fixture, run its smoke MST-Distill, and return the figures of that run."
     root = []
-    if dataset not in GENERATED:
+    if dataset_entry(dataset).fixture is not None:  # else the run generates (or finds in the cache) its own data
         subprocess.run(CLI + ["data", "fixtures", dataset, "--out", str(work / "data")], check=True,
                        stdout=subprocess.DEVNULL)
         root = ["--data-root", str(work / "data")]

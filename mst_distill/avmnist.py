@@ -71,6 +71,7 @@ def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
     pcm = np.frombuffer(data[44:44 + (len(data) - 44) // 2 * 2], dtype="<i2")
     return pcm.astype(np.float32) / 32768.0, rate
 
+# %% ../nbs/02_avmnist.ipynb #a45231c4
 class PipEspeak:
     """espeak-ng 1.52 from the `espeakng-loader` wheel, called in process through ctypes: the fallback when the
     Debian binaries are missing and cannot be installed. The library keeps global state, so calls are serialised;
@@ -122,6 +123,7 @@ def voices_for(backend: str) -> list[str]:
     "The voice pool of a backend (the pip fallback has no flite voices)."
     return VOICES if backend == "system" else [v for v in VOICES if v.startswith("espeak:")]
 
+# %% ../nbs/02_avmnist.ipynb #89d1194c
 def synthesize(word: str, voice: str, rng: np.random.Generator, backend: str = "system") -> tuple[np.ndarray, int]:
     "Speak `word` with `voice` at a random rate and pitch; returns the raw waveform and its sample rate."
     engine, name = voice.split(":")
@@ -155,6 +157,7 @@ def coloured_noise(n: int, colour: str, rng: np.random.Generator) -> np.ndarray:
     x = np.fft.irfft(spec, m)[:n]
     return (x / (x.std() + 1e-12)).astype(np.float32)
 
+# %% ../nbs/02_avmnist.ipynb #7ca8cd4a
 def make_clip(label: int, voice: str, rng: np.random.Generator, snr_db: tuple = (-6.0, 12.0),
               backend: str = "system") -> tuple[np.ndarray, dict]:
     "One noisy 16 kHz clip of `WINDOW` samples saying digit `label`, and what was drawn for it."

@@ -79,6 +79,7 @@ def _check_variants(where: str, variants) -> dict[str, dict]:
             raise ConfigError(f"{where}: variants: label {label!r}: expected lower-case letters, digits and - _ . = (it names run directories)")
     return {label: _check_settings(f"{where}: variants.{label}", s or {}) for label, s in variants.items()}
 
+# %% ../nbs/18_batch.ipynb #3e898c5f
 def parse_manifest(raw, where: str = "manifest") -> Manifest:
     "Validate a manifest given as a dict (as read from YAML); errors name the key and what was expected."
     if not isinstance(raw, dict): raise ConfigError(f"{where}: expected a mapping with keys {', '.join(REQUIRED)}, ...")

@@ -255,6 +255,7 @@ def _check_size(x):
 
 def _pool(x): return F.max_pool2d(x, 2, 2, return_indices=True)
 
+# %% ../nbs/17_nyu_depth.ipynb #6cc0be8e
 class PoolStage(nn.Module):
     "Encoder stage k of a branch: group k, 2×2 max pooling (its indices join those carried along), dropout after pools 3 and 4."
     def __init__(self, group: nn.Module, k: int):
@@ -306,6 +307,7 @@ def decoder_stages(tag: str, num_classes: int) -> list:
             (f"CBR2_{tag}_DEC", UnpoolStage(cbr_group(128, DECODER_GROUPS[3]), True)),
             (f"CBR1_{tag}_DEC", UnpoolStage(classifier_group(num_classes), False))]
 
+# %% ../nbs/17_nyu_depth.ipynb #fce447d0
 class FusionEncoder(nn.Module):
     "FuseNet-I's encoder: RGB and depth VGG-16 groups, RGB ← (RGB + depth)/2 before each pooling; ends after pool 5 and dropout."
     def __init__(self):

@@ -22,7 +22,8 @@ __all__ = ['RAVDESS_EMOTIONS', 'RAVDESS_DIR', 'RAVDESS_SPLIT', 'N_FRAMES', 'FRAM
            'ravdess_files', 'storage_dtype', 'normalize_video', 'load_ravdess', 'crop_or_pad', 'ravdess_mfcc',
            'ravdess_label', 'select_face_frames', 'Conv3dAnyLayout', 'Permute', 'AudioVisualFuse', 'conv_bn_relu_pool',
            'ravdess_visual_branch', 'ravdess_audio_branch', 'mlp_head_stages', 'dscnn_i', 'visual_branch_net',
-           'audio_branch_net', 'fixture_audio', 'fixture_video', 'write_ravdess_arrays', 'write_ravdess_fixture']
+           'audio_branch_net', 'fixture_audio', 'fixture_video', 'write_ravdess_arrays', 'write_ravdess_fixture',
+           'branch_taps']
 
 # %% ../nbs/14_ravdess.ipynb #5908f778
 RAVDESS_EMOTIONS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -299,12 +300,14 @@ def write_ravdess_fixture(out, n: int = 24, seed: int = 0) -> Path:
     return out
 
 # %% ../nbs/14_ravdess.ipynb #e6dcd843
+def branch_taps(teacher: str, visual: str, audio: str) -> dict:
+    "The baselines' taps of a two-branch family (RAVDESS, VGGSound): fc2 (pre-ReLU) for features and salience, fc1 for C2KD's proxies."
+    branch = lambda first: {"feature": "fc2", "stages": [first, "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"}
+    return {teacher: {"feature": "fc2"}, visual: branch("visual"), audio: branch("audio")}
+
 register_dataset(DatasetEntry(
     "ravdess", modalities=("face video", "MFCC audio"),
     models=ModelSpec(dscnn_i, visual_branch_net, audio_branch_net, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]),
     loader=_load_ravdess, fixture=write_ravdess_fixture, notebook="ravdess", paper=dict(batch_size=32, lr=1e-4),
-    # the baselines read the penultimate fc2 (pre-ReLU); C2KD's proxies sit on fc1 (13_baselines)
-    taps={"DSCNN-I": {"feature": "fc2"},
-          "VisualBranchNet": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-          "AudioBranchNet": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"}},
+    taps=branch_taps("DSCNN-I", "VisualBranchNet", "AudioBranchNet"),
     hints=mirrored_hints("DSCNN-I", "VisualBranchNet", "AudioBranchNet", [("fc1", "fc1"), ("fc2", "fc2")])))

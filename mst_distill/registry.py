@@ -4,14 +4,15 @@
 
 # %% ../nbs/03a_registry.ipynb #8a91f052
 from __future__ import annotations
-import importlib, pkgutil
+import importlib, pkgutil, re, sys
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Callable
 from .core import ConfigError
 from .models import StagedNet, ModelSpec, Tap, HEAD_IN, cnn_i, lenet5, three_layer_cnn_a
 
 # %% auto #0
-__all__ = ['DATASET_REGISTRY', 'AV_MNIST', 'METHOD_REGISTRY', 'TEACHER_NAMES', 'DatasetEntry', 'register_dataset',
+__all__ = ['DATASET_REGISTRY', 'REGISTERS', 'AV_MNIST', 'METHOD_REGISTRY', 'TEACHER_NAMES', 'DatasetEntry', 'register_dataset',
            'import_registrations', 'dataset_entry', 'dataset_names', 'model_spec', 'Parts', 'build_parts',
            'registered_taps', 'registered_hints', 'mirrored_hints', 'MethodEntry', 'register_method', 'method_entry',
            'method_names', 'unsupported']
@@ -44,10 +45,17 @@ def register_dataset(entry: DatasetEntry) -> DatasetEntry:
     return entry
 
 # %% ../nbs/03a_registry.ipynb #d2b68ce4
+REGISTERS = re.compile(r"^\s*(@?register_method\(|register_dataset\()", re.M)  # a module that registers something
+
 def import_registrations() -> None:
-    "Import every module of the package once, so that every data set and method it defines has registered itself."
+    """Import, once, every module of the package whose source registers a data set or a method, so that all of them
+    are registered; the others (batch runner, tables, plots: pandas, matplotlib, jupyter) are not imported for it."""
     import mst_distill
-    for m in pkgutil.iter_modules(mst_distill.__path__): importlib.import_module(f"mst_distill.{m.name}")
+    for m in pkgutil.iter_modules(mst_distill.__path__):
+        name = f"mst_distill.{m.name}"
+        if name in sys.modules: continue
+        if REGISTERS.search(Path(m.module_finder.path, f"{m.name}.py").read_text(encoding="utf-8")):
+            importlib.import_module(name)
 
 def _lookup(registry: dict, name: str, what: str):
     if name not in registry: import_registrations()

@@ -15,7 +15,7 @@ from .data import PairedData, load_npy, write_split_file, read_split_file, split
 from .models import StagedNet, ModelSpec, Tap, n_params
 from .registry import DatasetEntry, register_dataset, dataset_entry, mirrored_hints
 from .ravdess import (Conv3dAnyLayout, Permute, AudioVisualFuse, conv_bn_relu_pool, mlp_head_stages,
-                                 storage_dtype)
+                                 storage_dtype, branch_taps)
 
 # %% auto #0
 __all__ = ['VGGS_CLASSES', 'VGGS_DIR', 'VGGS_METADATA', 'VGGS_SPLIT', 'N_SEGMENTS', 'VISUAL_SHAPE', 'AUDIO_SHAPE',
@@ -210,10 +210,7 @@ register_dataset(DatasetEntry(
     "vggsound-50k", modalities=("visual", "audio"),
     models=ModelSpec(dscnn_vggs_i, visual_branch_net_vggs, audio_branch_net_vggs, ["fc1", "fc2"], ["fc1", "fc2"], ["fc1", "fc2"]),
     loader=_load_vggsound_50k, fixture=write_vggsound_fixture, notebook="vggsound", paper=dict(batch_size=512, lr=1e-4),
-    # as RAVDESS: the baselines read the penultimate fc2 (pre-ReLU), C2KD's proxies fc1 (13_baselines)
-    taps={"DSCNN-VGGS-I": {"feature": "fc2"},
-          "VisualBranchNet-VGGS": {"feature": "fc2", "stages": ["visual", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"},
-          "AudioBranchNet-VGGS": {"feature": "fc2", "stages": ["audio", "fc1", "fc2"], "salience": "fc2", "proxy": "fc1"}},
+    taps=branch_taps("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS"),  # as RAVDESS's
     hints=mirrored_hints("DSCNN-VGGS-I", "VisualBranchNet-VGGS", "AudioBranchNet-VGGS", [("fc1", "fc1"), ("fc2", "fc2")])))
 
 # %% ../nbs/15_vggsound.ipynb #6d5500f8

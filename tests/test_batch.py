@@ -26,11 +26,11 @@ def completed_runs(runs_dir: Path) -> set:
 
 
 def test_killed_batch_resumes_with_the_same_table(lite_root, tmp_path):
-    manifest = write_manifest(tmp_path / "m.yaml", lite_root)
+    manifest = write_manifest(tmp_path / "m.yaml", lite_root, seeds=[0])  # three runs (one seed keeps CI short)
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     r = cli("batch", manifest, "--workers", 2, "--out", whole, "--no-progress")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert all(v["status"] == "completed" for v in statuses(whole).values()) and len(statuses(whole)) == 6
+    assert all(v["status"] == "completed" for v in statuses(whole).values()) and len(statuses(whole)) == 3
 
     # the same batch, killed (the whole process group, as a closed terminal would) once a first run has completed
     p = subprocess.Popen([*CLI, "batch", str(manifest), "--workers", "2", "--out", str(killed), "--no-progress"],
@@ -40,7 +40,7 @@ def test_killed_batch_resumes_with_the_same_table(lite_root, tmp_path):
     os.killpg(p.pid, signal.SIGKILL); p.wait()
     time.sleep(3)  # the papermill kernels notice that their worker is gone and exit
     before = completed_runs(killed)
-    assert 1 <= len(before) < 6, before
+    assert 1 <= len(before) < 3, before
 
     r = cli("batch", manifest, "--workers", 2, "--out", killed, "--no-progress")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os, re, time
 from collections import Counter
-from dataclasses import dataclass, field, fields, asdict
+from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 import yaml
 from .core import ConfigError, MstDistillError, RunDir, atomic_write_json, atomic_write_text, read_json
@@ -188,9 +188,10 @@ def check_runs(runs: list[RunSpec], runs_dir, where: str = "manifest") -> None:
         cfg = r.config(runs_dir)
         try: resolve_config(cfg)
         except ConfigError as e: raise ConfigError(f"{where}: {r.run_id}: {e}") from None
-        if r.dataset != "avmnist-lite" and not cfg.data_root:
+        if not dataset_entry(r.dataset).offline and not cfg.data_root:
+            offline = ", ".join(d for d in dataset_names() if dataset_entry(d).offline)
             raise ConfigError(f"{where}: overrides.{r.dataset}.data_root: {r.dataset} needs the folder holding the data set "
-                              "(only avmnist-lite is generated offline)")
+                              f"(only {offline} is generated offline)")
         if cfg.data_root and not Path(cfg.data_root).is_dir():
             raise ConfigError(f"{where}: overrides.{r.dataset}.data_root: folder {cfg.data_root} does not exist")
 
@@ -306,10 +307,11 @@ def _write_summary(runs_dir: Path, records: dict, left_out, t0) -> None:
     atomic_write_text(runs_dir/"batch.md", summary_markdown(rows, left_out, time.time() - t0))
 
 def prepare_offline_data(runs: list[RunSpec], runs_dir, progress: bool = True) -> None:
-    "Generate the cached AV-MNIST-lite (and its split file) once, before parallel workers would race to do it."
-    from mst_distill.avmnist import avmnist_lite_root, load_av_mnist
-    sizes = {resolve_config(r.config(runs_dir)).n for r in runs if r.dataset == "avmnist-lite" and not r.settings.get("data_root")}
-    for n in sorted(sizes): load_av_mnist(avmnist_lite_root(n=n, progress=progress), "avmnist-lite")
+    """Generate the cached files of each offline data set (AV-MNIST-lite and its split file) once per size, before
+    parallel workers would race to do it: its loader, called with no data_root, generates them."""
+    configs = [replace(resolve_config(r.config(runs_dir)), progress=progress) for r in runs
+               if dataset_entry(r.dataset).offline and not r.settings.get("data_root")]
+    for cfg in {(c.dataset, c.n): c for c in configs}.values(): dataset_entry(cfg.dataset).loader(cfg)
 
 def run_batch(manifest, runs_dir, workers: int = 1, notebooks=None, progress: bool = True, dry_run: bool = False) -> list[dict]:
     "Run every run of `manifest` (a path or a `Manifest`) into `runs_dir`; returns the summary records."

@@ -33,6 +33,7 @@ class DatasetEntry:
     hints: dict = field(default_factory=dict)  # (teacher model, student model) -> FitNets' [(student tap, teacher tap)]
     smoke: dict = field(default_factory=dict)  # what the `smoke` profile changes on this data set
     bench_shapes: tuple | None = None          # (m1 shape, m2 shape, classes) of one sample (12_bench)
+    offline: bool = False           # the loader generates the files into the cache when no data_root is given
 
     @property
     def task(self) -> str: return "segmentation" if self.models.dense else "classification"
@@ -136,7 +137,7 @@ AV_MNIST = register_dataset(DatasetEntry(
            ("CNN-I", "ThreeLayerCNN-A"): [("conv2", "concat"), ("conv3", "fc1")],
            ("ThreeLayerCNN-A", "LeNet5"): [(_PRE_RELU_CONV1, "conv2"), (Tap("conv3", post=("relu",)), HEAD_IN)],
            ("LeNet5", "ThreeLayerCNN-A"): [("conv2", _PRE_RELU_CONV1), (HEAD_IN, Tap("conv3", post=("relu",)))]}))
-register_dataset(replace(AV_MNIST, name="avmnist-lite", loader=_load_avmnist_lite, fixture=None))
+register_dataset(replace(AV_MNIST, name="avmnist-lite", loader=_load_avmnist_lite, fixture=None, offline=True))
 
 # %% ../nbs/03a_registry.ipynb #cf6ea195
 @dataclass(frozen=True)

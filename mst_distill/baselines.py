@@ -15,15 +15,15 @@ import torch.nn.functional as F
 from .core import ConfigError, read_json, seed_everything
 from .data import Batch, split_indices
 from .models import StagedNet, Tap, HEAD_IN, POST_STEPS, tap_stage
-from .registry import build_parts, register_method, registered_taps, registered_hints
+from .registry import build_parts, other_modality, register_method, registered_taps, registered_hints
 from .losses import kd_loss, kd_per_sample
 from .trainer import Method, Stage, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
 __all__ = ['MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'baseline_tap', 'hint_pairs', 'forward_with_taps', 'feature_shapes',
-           'other_modality', 'teacher_run_config', 'teacher_prerequisite', 'pretrained', 'distill_objective',
-           'AlphaSchedule', 'ReadsTeacher', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss',
-           'FitNets', 'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
+           'teacher_run_config', 'teacher_prerequisite', 'pretrained', 'distill_objective', 'AlphaSchedule',
+           'ReadsTeacher', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss', 'FitNets',
+           'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
            'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss',
            'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
            'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
@@ -99,8 +99,6 @@ def feature_shapes(net: StagedNet, x, taps: list) -> dict[Any, tuple]:
     return {k: tuple(v.shape[1:]) for k, v in feats.items()}
 
 # %% ../nbs/13_baselines.ipynb #68398509
-def other_modality(target: str) -> str: return "m2" if target == "m1" else "m1"
-
 def teacher_run_config(cfg: RunConfig, kind: str) -> RunConfig:
     "The config of the run that trains the `kind` ('mm' or 'cm') teacher for `cfg`, with its run directory."
     cfg = resolve_config(cfg)

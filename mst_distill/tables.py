@@ -12,9 +12,8 @@ import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
 from .core import RunDir, DataError, ConfigError, atomic_write_text, read_json
-from .baselines import other_modality
 from .trainer import RunConfig
-from .registry import DATASET_REGISTRY, METHOD_REGISTRY, import_registrations, method_names, method_entry
+from .registry import DATASET_REGISTRY, METHOD_REGISTRY, import_registrations, method_names, method_entry, other_modality
 
 # %% auto #0
 __all__ = ['MST_SWITCHES', 'switches_of', 'variant_of', 'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table',

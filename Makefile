@@ -4,7 +4,8 @@
 #   make tables-relational  RKD and CRD with both teachers (3 seeds), into the same run store
 #   make tables-full  every method of the lite reproduction (hours on 2 cores), into the same run store
 #   make tables-ablation  the paper's analyses on the lite data (stage ablation, teacher pool, routing, k, ...), same store
-#   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks)
+#   make test   notebooks and library in sync, nbdev_test, pytest (make test-slow adds the minutes-long checks);
+#               installs a one-node Slurm (Debian packages) for the --executor slurm test where it can
 #   make lab    JupyterLab on this project
 #   make outputs NBS="nbs/07_trainer.ipynb ..."  re-run notebooks in place so their stored outputs are current
 #   make setup  the virtual environment from the pinned requirements, system packages, editable install, kernel
@@ -13,7 +14,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup sysdeps run tables outputs tables-relational tables-full tables-rest tables-ablation test test-slow sync-check lab readme clean
+.PHONY: setup sysdeps sysdeps-slurm run tables outputs tables-relational tables-full tables-rest tables-ablation test test-slow sync-check lab readme clean
 
 setup: $(STAMP) sysdeps
 
@@ -34,6 +35,14 @@ sysdeps:
 	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
 	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng flite >/dev/null; \
 	else echo "warning: espeak-ng and flite are missing and cannot be installed here; avmnist-lite generation will fail"; fi
+
+# a one-node Slurm for tests/test_slurm.py (the test starts and stops its daemons; without them it is skipped)
+SLURM_BINS := munged slurmctld slurmd sbatch squeue scancel sinfo
+sysdeps-slurm:
+	@if PATH="$$PATH:/usr/sbin:/sbin" sh -c 'for b in $(SLURM_BINS); do command -v $$b >/dev/null || exit 1; done'; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; \
+	else echo "note: Slurm (slurmctld slurmd slurm-client munge) is not installed and cannot be installed here; tests/test_slurm.py will be skipped"; fi
 
 run: setup
 	$(BIN)/mst-distill main --profile quick --out runs/main
@@ -64,12 +73,12 @@ sync-check: $(STAMP)
 	after=$$(git status --porcelain; git diff); \
 	if [ "$$before" != "$$after" ]; then git status --short; echo "error: nbdev_clean/nbdev_export/make readme changed files: run them and commit"; exit 1; fi
 
-test: setup sync-check
+test: setup sysdeps-slurm sync-check
 	$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/python -m pytest -q tests
 
 # the slow checks too: the acceptance run of MST-Distill with the quick profile, and slow notebook cells
-test-slow: setup sync-check
+test-slow: setup sysdeps-slurm sync-check
 	$(BIN)/nbdev_test --n_workers 2 --flags slow
 	$(BIN)/python -m pytest -q tests --slow
 

@@ -20,31 +20,14 @@ from .losses import kd_loss, kd_per_sample
 from .trainer import Method, Stage, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
-__all__ = ['MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'baseline_tap', 'hint_pairs', 'forward_with_taps', 'feature_shapes',
-           'teacher_run_config', 'teacher_prerequisite', 'pretrained', 'distill_objective', 'AlphaSchedule',
-           'ReadsTeacher', 'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss', 'FitNets',
-           'pairwise_distances', 'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD',
-           'nce_loss', 'draw_negatives', 'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss',
-           'ofa_projector', 'OFA', 'mlld_loss', 'MLLD', 'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss',
-           'proxy_head', 'C2KD', 'mgdfr_cotrain_loss', 'channel_salience', 'min_max', 'salient_channels',
-           'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss', 'DML', 'quality_weights', 'softcmkd_loss',
-           'SoftCMKD']
-
-# %% ../nbs/13_baselines.ipynb #7b492cc0
-def baseline_tap(net: StagedNet, role: str):
-    "The tap(s) of `net` for `role`, registered with its data set (`DatasetEntry.taps`), or a `ConfigError` naming the model."
-    row = registered_taps(net.name)
-    if role not in row:
-        raise ConfigError(f"{net.name}: no '{role}' feature tap registered for this model (add it to its data set's DatasetEntry.taps)")
-    return row[role]
-
-def hint_pairs(teacher: StagedNet, student: StagedNet) -> list[tuple]:
-    "FitNets' (student tap, teacher tap) pairs for this teacher and student."
-    pairs = registered_hints(teacher.name, student.name)
-    if pairs is None:
-        raise ConfigError(f"fitnets: no hint layers registered for teacher {teacher.name} and student {student.name} "
-                          "(add them to their data set's DatasetEntry.hints)")
-    return pairs
+__all__ = ['MLLD_TEMPERATURES', 'MGDFR_SALIENCE', 'forward_with_taps', 'feature_shapes', 'teacher_run_config',
+           'teacher_prerequisite', 'pretrained', 'distill_objective', 'AlphaSchedule', 'ReadsTeacher',
+           'TeacherBaseline', 'KD', 'ConvRegressor', 'make_regressor', 'hint_loss', 'FitNets', 'pairwise_distances',
+           'rkd_distance_loss', 'triplet_cosines', 'rkd_angle_loss', 'rkd_loss', 'RKD', 'nce_loss', 'draw_negatives',
+           'n_train_samples', 'Embed', 'ContrastMemory', 'CRD', 'ofa_loss', 'ofa_projector', 'OFA', 'mlld_loss', 'MLLD',
+           'kendall_tau', 'non_target', 'kl_rows', 'c2kd_loss', 'proxy_head', 'C2KD', 'mgdfr_cotrain_loss',
+           'channel_salience', 'min_max', 'salient_channels', 'freeze_channels', 'SalienceState', 'MGDFR', 'dml_loss',
+           'DML', 'quality_weights', 'softcmkd_loss', 'SoftCMKD']
 
 # %% ../nbs/13_baselines.ipynb #63808794
 def _split_head(net: StagedNet) -> tuple[nn.Module, nn.Linear]:
@@ -243,7 +226,7 @@ class FitNets(TeacherBaseline):
     "FitNets: a hint phase (regressed student features → teacher features), then KD."
     def build(self, data):
         probe = _probe(data)
-        pairs = hint_pairs(self.parts["teacher"], self.parts["student"])
+        pairs = registered_hints(self.parts["teacher"].name, self.parts["student"].name)
         self.s_taps, self.t_taps = [s for s, _ in pairs], [t for _, t in pairs]
         s_shapes = feature_shapes(self.parts["student"], self.student_input(probe), self.s_taps)
         t_shapes = feature_shapes(self.parts["teacher"], self.teacher_x(probe), self.t_taps)
@@ -317,7 +300,7 @@ def rkd_loss(fs: torch.Tensor, ft: torch.Tensor, w_dist: float = 1.0, w_angle: f
 class RKD(TeacherBaseline):
     "Relational KD: distance and angle relations of the student's features follow the teacher's."
     def build(self, data):
-        self.s_tap, self.t_tap = baseline_tap(self.parts["student"], "feature"), baseline_tap(self.parts["teacher"], "feature")
+        self.s_tap, self.t_tap = registered_taps(self.parts["student"].name, "feature"), registered_taps(self.parts["teacher"].name, "feature")
     def distill_terms(self, b):
         zs, fs = self.student_out(b, [self.s_tap])
         _, ft = self.teacher_out(b, [self.t_tap])
@@ -398,7 +381,7 @@ class CRD(TeacherBaseline):
     "Contrastive representation distillation with memory banks and class-aware negatives."
     def build(self, data):
         cfg, probe = self.cfg, _probe(data)
-        self.s_tap, self.t_tap = baseline_tap(self.parts["student"], "feature"), baseline_tap(self.parts["teacher"], "feature")
+        self.s_tap, self.t_tap = registered_taps(self.parts["student"].name, "feature"), registered_taps(self.parts["teacher"].name, "feature")
         d_s = math.prod(feature_shapes(self.parts["student"], self.student_input(probe), [self.s_tap])[self.s_tap])
         d_t = math.prod(feature_shapes(self.parts["teacher"], self.teacher_x(probe), [self.t_tap])[self.t_tap])
         self.parts["crd"] = ContrastMemory(d_s, d_t, data.y, cfg.feat_dim, cfg.nce_k, cfg.nce_t, cfg.nce_momentum)
@@ -434,7 +417,7 @@ def ofa_projector(shape: tuple, num_classes: int) -> nn.Module:
 class OFA(TeacherBaseline):
     "One-for-all KD: projectors on the student's stages and its logits all follow the ε-modulated teacher target."
     def build(self, data):
-        self.taps = baseline_tap(self.parts["student"], "stages")
+        self.taps = registered_taps(self.parts["student"].name, "stages")
         shapes = feature_shapes(self.parts["student"], self.student_input(_probe(data)), self.taps)
         self.parts["projectors"] = nn.ModuleList([ofa_projector(shapes[t], self.num_classes) for t in self.taps])
         self.trained.append("projectors")
@@ -512,7 +495,7 @@ class C2KD(ReadsTeacher):
         seed_everything(cfg.seed)
         self.parts["student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
         self.parts["teacher"] = teacher.train()
-        self.taps = {n: baseline_tap(self.parts[n], "proxy") for n in ("teacher", "student")}
+        self.taps = {n: registered_taps(self.parts[n].name, "proxy") for n in ("teacher", "student")}
         probe = _probe(data)
         for n, x in (("teacher", self.cross_input(probe)), ("student", self.student_input(probe))):
             shape = feature_shapes(self.parts[n], x, [self.taps[n]])[self.taps[n]]
@@ -599,7 +582,7 @@ class MGDFR(Method):
         p = build_parts(cfg.dataset, cfg.target, self.num_classes)
         self.parts["student"], self.parts["teacher"] = p.student, p.cross  # `student`: the fresh phase-3 student
         self.parts["co_student"] = build_parts(cfg.dataset, cfg.target, self.num_classes).student
-        self.tap = baseline_tap(self.parts["teacher"], "salience")
+        self.tap = registered_taps(self.parts["teacher"].name, "salience")
         if not isinstance(self.tap, str) or self.tap == HEAD_IN:
             raise ConfigError(f"{p.cross.name}: the MGDFR salience tap must be a stage name (got {self.tap!r})")
         shape = feature_shapes(self.parts["teacher"], self.cross_input(_probe(data)), [self.tap])[self.tap]
@@ -704,7 +687,7 @@ class SoftCMKD(TeacherBaseline):
     "Soft-constrained cross-modal KD: margin feature loss, teacher-correct-only KD, quality-weighted samples."
     def build(self, data):
         probe = _probe(data)
-        self.s_tap, self.t_tap = baseline_tap(self.parts["student"], "feature"), baseline_tap(self.parts["teacher"], "feature")
+        self.s_tap, self.t_tap = registered_taps(self.parts["student"].name, "feature"), registered_taps(self.parts["teacher"].name, "feature")
         d_s = math.prod(feature_shapes(self.parts["student"], self.student_input(probe), [self.s_tap])[self.s_tap])
         d_t = math.prod(feature_shapes(self.parts["teacher"], self.teacher_x(probe), [self.t_tap])[self.t_tap])
         self.parts["proj"] = nn.Sequential(nn.Flatten(), nn.Linear(d_s, d_t))

@@ -4,20 +4,21 @@
 
 # %% ../nbs/18_batch.ipynb #c1a4b805
 from __future__ import annotations
-import os, re, time
+import os, re, signal, socket, subprocess, time
 from collections import Counter
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 import yaml
 from .core import ConfigError, MstDistillError, RunDir, atomic_write_json, atomic_write_text, read_json
-from .trainer import RunConfig, PROFILES, resolve_config
+from .trainer import RunConfig, PROFILES, field_type, resolve_config
 from .registry import dataset_names, method_names, dataset_entry, method_entry, unsupported
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'NOTEBOOK_PARAMETERS', 'axes', 'Manifest', 'parse_manifest',
-           'load_manifest', 'RunSpec', 'config_from_parameters', 'expand', 'schedule', 'check_runs',
-           'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run', 'worker_environments',
-           'summary_markdown', 'prepare_offline_data', 'run_batch']
+__all__ = ['DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'NOTEBOOK_PARAMETERS', 'EXECUTORS', 'SLURM_STATES', 'axes',
+           'Manifest', 'SlurmOptions', 'parse_manifest', 'load_manifest', 'RunSpec', 'config_from_parameters', 'expand',
+           'schedule', 'check_runs', 'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run',
+           'worker_environments', 'summary_markdown', 'prepare_offline_data', 'failed', 'run_batch', 'SlurmRun',
+           'slurm_queue', 'slurm_jobs', 'submit_to_slurm', 'wait_for_slurm', 'batch_status']
 
 # %% ../nbs/18_batch.ipynb #b192de57
 def axes() -> dict[str, list[str]]:
@@ -40,17 +41,13 @@ class Manifest:
     profile: str = "quick"
     overrides: dict[str, dict] = field(default_factory=dict)
     variants: dict[str, dict] = field(default_factory=dict)  # label -> run settings; crossed with the other axes
+    slurm: dict = field(default_factory=dict)   # SlurmOptions fields, for `--executor slurm`
     source: str = "manifest"   # where it came from, for error messages
 
 def _as_list(value, key: str, where: str) -> list:
     items = value if isinstance(value, list) else [value]
     if not items: raise ConfigError(f"{where}: {key}: expected at least one value")
     return items
-
-def _field_type(name: str) -> type:
-    "The Python type a RunConfig field takes (from its annotation)."
-    ann = {f.name: f.type for f in fields(RunConfig)}[name]
-    return bool if ann.startswith("bool") else int if ann.startswith("int") else float if ann.startswith("float") else str
 
 def _check_settings(where: str, settings) -> dict:
     "Run settings given by a manifest (`where` names them: overrides.NAME or variants.LABEL), checked key by key."
@@ -59,7 +56,7 @@ def _check_settings(where: str, settings) -> dict:
     for key, value in settings.items():
         if key in AXIS_FIELDS: raise ConfigError(f"{where}.{key}: set by the manifest's axes or the batch, not here")
         if key not in known: raise ConfigError(f"{where}.{key}: not a run setting (see `mst-distill run --help`)")
-        typ = _field_type(key)
+        typ = field_type(key)
         ok = value is None or isinstance(value, typ) or (typ is float and isinstance(value, int) and not isinstance(value, bool))
         if not ok or (typ is int and isinstance(value, bool)):
             raise ConfigError(f"{where}.{key}: expected {typ.__name__}, got {value!r}")
@@ -79,13 +76,48 @@ def _check_variants(where: str, variants) -> dict[str, dict]:
             raise ConfigError(f"{where}: variants: label {label!r}: expected lower-case letters, digits and - _ . = (it names run directories)")
     return {label: _check_settings(f"{where}: variants.{label}", s or {}) for label, s in variants.items()}
 
+# %% ../nbs/18_batch.ipynb #6d018dc5
+@dataclass
+class SlurmOptions:
+    "How each run of a batch is submitted to Slurm: one task of one array job per run, each with these resources."
+    partition: str | None = None   # sbatch --partition; None: the cluster's default partition
+    cpus_per_task: int = 2         # also each run's OMP_NUM_THREADS
+    mem_gb: float = 16
+    gpus_per_task: int = 0         # 1 on a GPU partition (Slurm sets CUDA_VISIBLE_DEVICES)
+    time_min: int = 240            # a task at its limit is requeued (submitit) and its run resumes from its checkpoint
+    parallelism: int = 256         # at most this many tasks of the array at once
+    sbatch: dict = field(default_factory=dict)  # any other sbatch option, e.g. {"account": "proj", "qos": "normal"}
+
+    @classmethod
+    def from_settings(cls, settings, where: str = "slurm") -> "SlurmOptions":
+        "From a manifest's `slurm:` mapping or the command line's flags; errors name the key and the expected type."
+        if not isinstance(settings, dict): raise ConfigError(f"{where}: expected a mapping of Slurm options ({', '.join(f.name for f in fields(cls))})")
+        types = {f.name: f.type for f in fields(cls)}
+        for key, value in settings.items():
+            if key not in types: raise ConfigError(f"{where}.{key}: not a Slurm option (expected one of {', '.join(types)})")
+            want = types[key].split(" ")[0]
+            ok = {"int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                  "float": isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+                  "str": isinstance(value, str) and value != "", "dict": isinstance(value, dict)}[want]
+            if not ok: raise ConfigError(f"{where}.{key}: expected {'a non-negative int' if want == 'int' else 'a positive number' if want == 'float' else 'a ' + want}, got {value!r}")
+        return cls(**settings)
+
+    def parameters(self) -> dict:
+        "The `submitit.SlurmExecutor` parameters (see its `update_parameters`)."
+        threads = f"export OMP_NUM_THREADS={self.cpus_per_task} MKL_NUM_THREADS={self.cpus_per_task}"
+        p = dict(job_name="mst-distill", cpus_per_task=self.cpus_per_task, mem=f"{round(self.mem_gb * 1024)}M", time=self.time_min,
+                 array_parallelism=self.parallelism, setup=[threads], additional_parameters=dict(self.sbatch))
+        if self.partition: p["partition"] = self.partition
+        if self.gpus_per_task: p["gpus_per_task"] = self.gpus_per_task
+        return p
+
 # %% ../nbs/18_batch.ipynb #3e898c5f
 def parse_manifest(raw, where: str = "manifest") -> Manifest:
     "Validate a manifest given as a dict (as read from YAML); errors name the key and what was expected."
     if not isinstance(raw, dict): raise ConfigError(f"{where}: expected a mapping with keys {', '.join(REQUIRED)}, ...")
     choices = axes()
-    unknown = sorted(set(raw) - set(choices) - {"seeds", "profile", "overrides", "variants"})
-    if unknown: raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (expected datasets, targets, methods, teachers, seeds, profile, overrides, variants)")
+    unknown = sorted(set(raw) - set(choices) - {"seeds", "profile", "overrides", "variants", "slurm"})
+    if unknown: raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} (expected datasets, targets, methods, teachers, seeds, profile, overrides, variants, slurm)")
     missing = [k for k in REQUIRED if k not in raw]
     if missing: raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
     got = {**DEFAULTS, **raw}
@@ -102,8 +134,10 @@ def parse_manifest(raw, where: str = "manifest") -> Manifest:
     if not isinstance(overrides, dict): raise ConfigError(f"{where}: overrides: expected a mapping of data set or method names")
     overrides = {name: _check_override(where, name, s or {}) for name, s in overrides.items()}
     variants = _check_variants(where, raw["variants"]) if "variants" in raw else {}
+    slurm = raw.get("slurm") or {}
+    SlurmOptions.from_settings(slurm, f"{where}: slurm")  # checked now, used by --executor slurm
     return Manifest(lists["datasets"], lists["methods"], list(seeds), lists["targets"], lists["teachers"],
-                    got["profile"], overrides, variants, where)
+                    got["profile"], overrides, variants, dict(slurm), where)
 
 def load_manifest(path) -> Manifest:
     "Read and validate a YAML manifest."
@@ -168,7 +202,7 @@ def expand(m: Manifest) -> tuple[list[RunSpec], list[str]]:
             teachers = m.teachers if method_entry(meth).teachers else m.teachers[:1]  # no teacher: one run, not one per teacher
             for k in teachers:
                 if why := unsupported(meth, d, k):
-                    left_out.append(f"{d} {meth} --teacher {k}: {why}"); continue
+                    left_out.append(f"{d} {meth} --teacher {k}: {why.partition(': ')[2]}"); continue  # the line names the field
                 for t in targets:
                     runs.extend(RunSpec(d, meth, t, k, s, m.profile, {**_settings(m, d, meth), **v}, label)
                                 for label, v in variants.items() for s in m.seeds)
@@ -294,8 +328,8 @@ def summary_markdown(records: list[dict], left_out: list[str], seconds: float | 
     counts = Counter(r["status"] for r in records)
     lines = ["# Batch summary", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) +
              (f" — {seconds / 60:.1f} min" if seconds is not None else "")]
-    failed = [r for r in records if r["status"] == "failed"]
-    if failed: lines += ["", "## Failed", ""] + [f"- `{r['run']}`: {r['error']}" for r in failed]
+    bad = [r for r in records if failed(r["status"])]
+    if bad: lines += ["", "## Failed", ""] + [f"- `{r['run']}` ({r['status']}): {r['error']}" for r in bad]
     if left_out: lines += ["", "## Not applicable", ""] + [f"- {l}" for l in left_out]
     lines += ["", "| run | status | was | seconds |", "|---|---|---|---|"]
     lines += [f"| {r['run']} | {r['status']} | {r.get('was', '')} | {r.get('seconds', '')} |" for r in records]
@@ -313,45 +347,178 @@ def prepare_offline_data(runs: list[RunSpec], runs_dir, progress: bool = True) -
                if dataset_entry(r.dataset).offline and not r.settings.get("data_root")]
     for cfg in {(c.dataset, c.n): c for c in configs}.values(): dataset_entry(cfg.dataset).loader(cfg)
 
-def run_batch(manifest, runs_dir, workers: int = 1, notebooks=None, progress: bool = True, dry_run: bool = False) -> list[dict]:
-    "Run every run of `manifest` (a path or a `Manifest`) into `runs_dir`; returns the summary records."
+# %% ../nbs/18_batch.ipynb #815e16fd
+def _recorder(runs_dir: Path, records: dict, left_out, t0, total: int, progress: bool):
+    "A function that stores one finished run's record, rewrites the summary files and advances the progress bar."
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, desc="batch", unit="run", disable=not progress)
+    def record(rec: dict) -> None:
+        records[rec["run"]] = rec
+        _write_summary(runs_dir, records, left_out, t0)
+        bar.update(1)
+        bar.set_postfix(failed=sum(failed(r["status"]) for r in records.values()))
+        if failed(rec["status"]): bar.write(f"{rec['status']}: {rec['run']}: {rec['error']}")
+    return record, bar
+
+def failed(status: str) -> bool:
+    "Whether a summary record's status is a failure: the run failed, or its Slurm task ended without finishing it."
+    return status in ("failed", "cancelled")
+
+def _run_locally(todo, runs_dir, workers, notebooks, record, was) -> None:
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    from tqdm.auto import tqdm
     from mst_distill.batch import execute_run, _init_worker  # by module name: spawned workers import them
-    if workers < 1: raise ConfigError(f"workers: expected >= 1, got {workers}")
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    runs_dir = Path(runs_dir).resolve()
-    runs, left_out = expand(m)
-    runs = schedule(runs)
-    check_runs(runs, runs_dir, m.source)
-    states = {r.run_id: run_state(runs_dir/r.run_id) for r in runs}
-    if dry_run:
-        return [{"run": r.run_id, "status": "skip" if states[r.run_id] == "completed" else "to run", "was": states[r.run_id]} for r in runs]
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    if Path(m.source).is_file(): atomic_write_text(runs_dir/"manifest.yaml", Path(m.source).read_text())
-    t0 = time.time()
-    records = {r.run_id: {"run": r.run_id, "status": "skipped (completed earlier)" if states[r.run_id] == "completed" else "pending",
-                          "was": states[r.run_id]} for r in runs}
-    todo = [r for r in runs if states[r.run_id] != "completed"]
-    _write_summary(runs_dir, records, left_out, t0)
-    prepare_offline_data(todo, runs_dir, progress)
     n_workers = min(workers, max(len(todo), 1))
     ctx = mp.get_context("spawn")
     slots = ctx.Queue()
     for env in worker_environments(n_workers): slots.put(env)
-    bar = tqdm(total=len(todo), desc="batch", unit="run", disable=not progress)
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_init_worker, initargs=(slots,)) as pool:
         futures = {pool.submit(execute_run, r, runs_dir, notebooks): r for r in todo}
         for fut in as_completed(futures):
             spec = futures[fut]
             try: rec = fut.result()
             except Exception as e:  # the worker process itself died
-                rec = {"run": spec.run_id, "status": "failed", "was": states[spec.run_id], "error": f"worker: {type(e).__name__}: {e}"}
-            records[spec.run_id] = rec
+                rec = {"run": spec.run_id, "status": "failed", "was": was[spec.run_id], "error": f"worker: {type(e).__name__}: {e}"}
+            record(rec)
+
+EXECUTORS = ("local", "slurm")
+
+def run_batch(manifest, runs_dir, workers: int = 1, notebooks=None, progress: bool = True, dry_run: bool = False,
+              executor: str = "local", slurm: SlurmOptions | dict | None = None, wait: bool = True) -> list[dict]:
+    """Run every run of `manifest` (a path or a `Manifest`) into `runs_dir`; returns the summary records. `executor`:
+    'local' (a pool of `workers` processes here) or 'slurm' (one array job; `slurm` overrides the manifest's `slurm:`
+    options; `wait=False` returns once submitted)."""
+    if workers < 1: raise ConfigError(f"workers: expected >= 1, got {workers}")
+    if executor not in EXECUTORS: raise ConfigError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    opts = SlurmOptions.from_settings({**m.slurm, **(slurm if isinstance(slurm, dict) else asdict(slurm) if slurm else {})})
+    runs_dir = Path(runs_dir).resolve()
+    runs, left_out = expand(m)
+    runs = schedule(runs)
+    check_runs(runs, runs_dir, m.source)
+    states = {r.run_id: run_state(runs_dir/r.run_id) for r in runs}
+    in_flight = _in_flight(runs, runs_dir) if executor == "slurm" and not dry_run else {}
+    if dry_run:
+        return [{"run": r.run_id, "status": "skip" if states[r.run_id] == "completed" else "to run", "was": states[r.run_id]} for r in runs]
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if Path(m.source).is_file(): atomic_write_text(runs_dir/"manifest.yaml", Path(m.source).read_text())
+    t0 = time.time()
+    records = {r.run_id: {"run": r.run_id, "status": "skipped (completed earlier)" if states[r.run_id] == "completed"
+                          else f"skipped (in the Slurm queue as job {in_flight[r.run_id]})" if r.run_id in in_flight else "pending",
+                          "was": states[r.run_id]} for r in runs}
+    todo = [r for r in runs if states[r.run_id] != "completed" and r.run_id not in in_flight]
+    _write_summary(runs_dir, records, left_out, t0)
+    prepare_offline_data(todo, runs_dir, progress)
+    record, bar = _recorder(runs_dir, records, left_out, t0, len(todo), progress)
+    try:
+        if executor == "local": _run_locally(todo, runs_dir, workers, notebooks, record, states)
+        elif todo:
+            jobs = submit_to_slurm(todo, runs_dir, opts, notebooks)
+            for run_id, job in jobs.items(): records[run_id] = {**records[run_id], "status": "submitted", "job": job.job_id}
             _write_summary(runs_dir, records, left_out, t0)
-            bar.update(1)
-            bar.set_postfix(failed=sum(r["status"] == "failed" for r in records.values()))
-            if rec["status"] == "failed": bar.write(f"failed: {rec['run']}: {rec['error']}")
-    bar.close()
+            if wait: wait_for_slurm(jobs, todo, runs_dir, record, states)
+    finally: bar.close()
     return list(records.values())
+
+# %% ../nbs/18_batch.ipynb #c4d98ac7
+import signal, subprocess
+
+def _stop(signum, frame): raise SystemExit(f"stopped by signal {signum} (cancelled or pre-empted)")
+
+class SlurmRun:
+    """One run as a Slurm array task: `execute_run`. Cancelled (SIGTERM), it stops without recording a failure, so
+    its last checkpoint resumes at the next submission; at its time limit submitit calls `checkpoint` and requeues
+    it, and the requeued task resumes the run from that checkpoint."""
+    def __call__(self, spec: RunSpec, runs_dir, notebooks=None) -> dict:
+        signal.signal(signal.SIGTERM, _stop)
+        return execute_run(spec, runs_dir, notebooks)
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(self, *args, **kwargs)
+
+def slurm_queue() -> dict[str, str]:
+    "Job id -> state (PENDING, RUNNING, ...) of this user's jobs in the Slurm queue, array tasks one by one (`squeue`)."
+    try: r = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError: raise ConfigError("squeue: not found; --executor slurm needs the Slurm client commands on PATH") from None
+    if r.returncode != 0: raise MstDistillError(f"squeue: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
+    return dict(line.split("|", 1) for line in r.stdout.split())
+
+def slurm_jobs(runs_dir) -> dict[str, str]:
+    "Run id -> the Slurm job id that last ran it (the run store's `slurm.json`)."
+    path = Path(runs_dir)/"slurm.json"
+    return read_json(path) if path.exists() else {}
+
+def submit_to_slurm(todo: list[RunSpec], runs_dir, opts: SlurmOptions, notebooks=None) -> dict[str, object]:
+    "Submit `todo` as one array job (one task per run); returns run id -> submitit job, recorded in `slurm.json`."
+    import submitit
+    ex = submitit.SlurmExecutor(folder=Path(runs_dir)/".slurm"/"%j", max_num_timeout=3)
+    ex.update_parameters(**opts.parameters())
+    with ex.batch():
+        jobs = [ex.submit(SlurmRun(), spec, runs_dir, notebooks) for spec in todo]
+    by_run = {spec.run_id: job for spec, job in zip(todo, jobs)}
+    atomic_write_json(Path(runs_dir)/"slurm.json", {**slurm_jobs(runs_dir), **{r: j.job_id for r, j in by_run.items()}})
+    return by_run
+
+def _slurm_record(spec: RunSpec, job, runs_dir, was: str) -> dict:
+    "The summary record of a task that has left the queue: its result if it wrote one, else what the run store says."
+    from submitit.core.utils import pickle_load
+    result = Path(job.paths.result_pickle)
+    if result.exists():
+        outcome, value = pickle_load(result)
+        if outcome == "success": return {**value, "job": job.job_id}
+        error = f"slurm job {job.job_id}: {value.strip().splitlines()[-1]} (log: {job.paths.stderr})"
+    else: error = (f"slurm job {job.job_id} ended without a result (cancelled, pre-empted, out of time or memory; "
+                   f"log: {job.paths.stderr}); run the same batch again to resume it")
+    status = RunDir(Path(runs_dir)/spec.run_id).status()
+    return {"run": spec.run_id, "status": "completed" if status == "completed" else "failed" if status == "failed" else "cancelled",
+            "was": was, "error": None if status == "completed" else error, "job": job.job_id}
+
+def wait_for_slurm(jobs: dict, todo: list[RunSpec], runs_dir, record, was: dict, poll_s: float = 5.0) -> None:
+    "Call `record` with each task's summary record as it leaves the Slurm queue; return when all have."
+    specs = {s.run_id: s for s in todo}
+    waiting = dict(jobs)
+    while waiting:
+        queue = slurm_queue()
+        for run_id, job in list(waiting.items()):
+            if job.job_id in queue: continue
+            record(_slurm_record(specs[run_id], job, runs_dir, was[run_id]))
+            del waiting[run_id]
+        if waiting: time.sleep(poll_s)
+
+# %% ../nbs/18_batch.ipynb #8278ed53
+def _in_flight(runs: list[RunSpec], runs_dir) -> dict[str, str]:
+    "Run id -> Slurm job id of the runs whose last task is still queued or running (a second submission would race it)."
+    jobs = slurm_jobs(runs_dir)
+    if not jobs: return {}
+    queue = slurm_queue()
+    return {r.run_id: jobs[r.run_id] for r in runs if jobs.get(r.run_id) in queue}
+
+def _running_here(run_dir: Path) -> bool:
+    "Whether a live process of this machine holds the run's lock (read from its holder file, never by taking it)."
+    try: host, pid = re.fullmatch(r"host (\S+), PID (\d+)", (run_dir/".lock.holder").read_text().strip()).groups()
+    except (OSError, AttributeError): return False
+    if host != socket.gethostname(): return False
+    try: os.kill(int(pid), 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+SLURM_STATES = {"PENDING": "queued", "REQUEUED": "queued", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running"}
+
+def batch_status(runs_dir) -> list[dict]:
+    """Where each run of the last batch in `runs_dir` stands, from the run store and, for runs submitted to Slurm,
+    the scheduler: completed, failed, queued, running, interrupted (a checkpoint to resume from) or not started."""
+    runs_dir = Path(runs_dir)
+    if not (runs_dir/"batch.json").is_file(): raise ConfigError(f"{runs_dir}: no batch.json here (not a batch's runs directory)")
+    jobs = slurm_jobs(runs_dir)
+    queue = slurm_queue() if jobs else {}
+    rows = []
+    for rec in read_json(runs_dir/"batch.json")["runs"]:
+        out, job = runs_dir/rec["run"], jobs.get(rec["run"], "")
+        state = run_state(out)
+        if state in ("completed", "failed"): where = state
+        elif job in queue: where = SLURM_STATES.get(queue[job], queue[job].lower())
+        elif _running_here(out): where = "running"
+        else: where = {"interrupted": "interrupted", "new": "not started"}[state]
+        rows.append({"run": rec["run"], "status": where, "job": job})
+    return rows

@@ -5,15 +5,16 @@
 # %% ../nbs/09_cli.ipynb #99c3cf69
 from __future__ import annotations
 import argparse, sys, time, json, re, inspect
+from collections import Counter
 from dataclasses import fields, asdict
 from pathlib import Path
-from .core import MstDistillError, atomic_write_text
-from .trainer import RunConfig, PROFILES, CHOICES, resolve_config, describe_protocol, run as run_experiment
+from .core import ConfigError, MstDistillError, atomic_write_text
+from .trainer import RunConfig, PROFILES, CHOICES, field_type, resolve_config, describe_protocol, run as run_experiment
 from .registry import dataset_names, dataset_entry, method_names
 
 # %% auto #0
-__all__ = ['OneLineErrors', 'field_docs', 'field_choices', 'build_parser', 'config_from_args', 'main_table', 'main_configs',
-           'main']
+__all__ = ['SLURM_FLAGS', 'OneLineErrors', 'field_docs', 'field_choices', 'build_parser', 'config_from_args', 'main_table',
+           'main_configs', 'main']
 
 # %% ../nbs/09_cli.ipynb #de319d53
 class OneLineErrors(argparse.ArgumentParser):
@@ -37,12 +38,12 @@ def field_choices() -> dict[str, list]:
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     "One flag per RunConfig field: --field-name; a switch --x for a boolean that is off by default, --no-x for one that is on."
-    defaults, types, choices = RunConfig(), {f.name: f.type for f in fields(RunConfig)}, field_choices()
+    defaults, choices = RunConfig(), field_choices()
     groups, helps = field_docs()
     for title, names in groups.items():
         group = p.add_argument_group(*title.split(": ", 1))  # "name: what it holds" -> title, description
         for name in names:
-            _add_flag(group, name, getattr(defaults, name), types[name], helps.get(name, ""), choices.get(name))
+            _add_flag(group, name, getattr(defaults, name), field_type(name), helps.get(name, ""), choices.get(name))
 
 def _shown_default(name: str, default, about: str):
     "The default `--help` shows after the field's comment, or None: the comment's own word on the default wins."
@@ -50,16 +51,15 @@ def _shown_default(name: str, default, about: str):
     if default is None and any(name in values for values in PROFILES.values()): return "from the profile"
     return default
 
-def _add_flag(group, name: str, default, typ: str, about: str, choices=None) -> None:
+def _add_flag(group, name: str, default, typ: type, about: str, choices=None) -> None:
     if isinstance(default, bool):
         flag = f"--{'no-' if default else ''}{name.replace('_', '-')}"
         group.add_argument(flag, dest=name, action="store_false" if default else "store_true", default=default,
                            help=f"{'turn off: ' if default else ''}{about or name}")
         return
-    parse = int if typ.startswith("int") else float if typ.startswith("float") else str
     shown = _shown_default(name, default, about)
     if shown is not None: about = f"{about}; default: {shown}" if about else f"default: {shown}"
-    group.add_argument("--" + name.replace("_", "-"), type=parse, default=default, choices=choices, help=about.replace("%", "%%"))
+    group.add_argument("--" + name.replace("_", "-"), type=typ, default=default, choices=choices, help=about.replace("%", "%%"))
 
 # %% ../nbs/09_cli.ipynb #e017cc89
 def build_parser() -> argparse.ArgumentParser:
@@ -87,11 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", default="auto")
     m.add_argument("--no-progress", dest="progress", action="store_false")
     b = sub.add_parser("batch", help="run a manifest of runs as papermill executions of the experiment notebooks")
-    b.add_argument("manifest", help="YAML manifest (see manifests/lite.yaml and the batch notebook)")
+    b.add_argument("manifest", nargs="?", help="YAML manifest (see manifests/lite.yaml and the batch notebook)")
     b.add_argument("--workers", type=int, default=1, help="worker processes (one papermill kernel each; GPUs round robin)")
     b.add_argument("--out", default="runs/batch", help="runs directory")
     b.add_argument("--dry-run", action="store_true", help="list the runs and what would be skipped, run nothing")
     b.add_argument("--no-progress", dest="progress", action="store_false")
+    b.add_argument("--status", metavar="RUNS_DIR", help="show where each run of the last batch in RUNS_DIR stands, run nothing")
+    b.add_argument("--executor", choices=["local", "slurm"], default="local",
+                   help="local: worker processes here; slurm: one array job, a task per run (submitit)")
+    s = b.add_argument_group("slurm", "resources of each task (override the manifest's slurm: mapping)")
+    s.add_argument("--partition"); s.add_argument("--cpus-per-task", type=int); s.add_argument("--mem-gb", type=float)
+    s.add_argument("--gpus-per-task", type=int); s.add_argument("--time-min", type=int, help="per run; then requeued, resuming")
+    s.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE", help="any other sbatch option (repeatable)")
+    s.add_argument("--detach", action="store_true", help="return once the array job is submitted (see --status)")
     t = sub.add_parser("tables", help="the paper's tables (CSV, markdown, LaTeX) and plots from a runs directory")
     t.add_argument("runs_dir")
     t.add_argument("--out", default=None, help="output folder (default: RUNS_DIR/tables)")
@@ -160,16 +168,38 @@ def _cmd_main(a) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #279ffcdd
+SLURM_FLAGS = ("partition", "cpus_per_task", "mem_gb", "gpus_per_task", "time_min")
+
+def _slurm_flags(a) -> dict:
+    "The SlurmOptions the command line sets (the manifest's `slurm:` fills the rest)."
+    opts = {k: getattr(a, k) for k in SLURM_FLAGS if getattr(a, k) is not None}
+    for item in a.sbatch:
+        key, sep, value = item.partition("=")
+        if not sep or not key: raise ConfigError(f"--sbatch {item}: expected KEY=VALUE, e.g. --sbatch account=proj")
+        opts.setdefault("sbatch", {})[key] = value
+    return opts
+
+def _cmd_status(runs_dir) -> int:
+    from mst_distill.batch import batch_status
+    rows = batch_status(runs_dir)
+    for r in rows: print(f"{r['status']:12s} {r['run']}" + (f"  (slurm job {r['job']})" if r["job"] else ""))
+    print(", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["status"] for r in rows).items())))
+    return 0
+
 def _cmd_batch(a) -> int:
-    from mst_distill.batch import run_batch
-    records = run_batch(a.manifest, a.out, a.workers, progress=a.progress, dry_run=a.dry_run)
+    from mst_distill.batch import run_batch, failed
+    if a.status: return _cmd_status(a.status)
+    if not a.manifest: raise ConfigError("batch: expected a manifest (or --status RUNS_DIR)")
+    records = run_batch(a.manifest, a.out, a.workers, progress=a.progress, dry_run=a.dry_run, executor=a.executor,
+                        slurm=_slurm_flags(a), wait=not a.detach)
     if a.dry_run:
         for r in records: print(f"{r['status']:8s} {r['run']}  ({r['was']})")
         print(f"{sum(r['status'] == 'to run' for r in records)} to run, {sum(r['status'] == 'skip' for r in records)} completed earlier")
         return 0
     print((Path(a.out)/"batch.md").read_text())
     print(f"summary: {Path(a.out)/'batch.md'}; tables: mst-distill tables {a.out}")
-    return 1 if any(r["status"] == "failed" for r in records) else 0
+    if a.executor == "slurm" and a.detach: print(f"submitted; follow it with: mst-distill batch --status {a.out}")
+    return 1 if any(failed(r["status"]) for r in records) else 0
 
 def _cmd_tables(a) -> int:
     from mst_distill.tables import write_tables

@@ -99,13 +99,20 @@ def build_parts(dataset: str, target: str, num_classes: int) -> Parts:
     return Parts(s.teacher(num_classes), s.m2_net(num_classes), s.m1_net(num_classes), s.teacher_taps, s.m1_taps, s.m2_taps)
 
 # %% ../nbs/03a_registry.ipynb #9cb79fa8
-def registered_taps(model: str) -> dict:
-    "role -> tap(s) of the network named `model`, from the data set that registered it ({} if none did)."
-    return next((e.taps[model] for e in DATASET_REGISTRY.values() if model in e.taps), {})
+def registered_taps(model: str, role: str):
+    "The tap(s) of the network named `model` for a baseline's `role`, from the data set that registered it."
+    row = next((e.taps[model] for e in DATASET_REGISTRY.values() if model in e.taps), {})
+    if role not in row:
+        raise ConfigError(f"{model}: no '{role}' feature tap registered for this model (add it to its data set's DatasetEntry.taps)")
+    return row[role]
 
-def registered_hints(teacher: str, student: str) -> list | None:
-    "FitNets' [(student tap, teacher tap)] for these two networks (by name), or None."
-    return next((e.hints[(teacher, student)] for e in DATASET_REGISTRY.values() if (teacher, student) in e.hints), None)
+def registered_hints(teacher: str, student: str) -> list:
+    "FitNets' [(student tap, teacher tap)] for these two networks (by name), from the data set that registered them."
+    pairs = next((e.hints[(teacher, student)] for e in DATASET_REGISTRY.values() if (teacher, student) in e.hints), None)
+    if pairs is None:
+        raise ConfigError(f"fitnets: no hint layers registered for teacher {teacher} and student {student} "
+                          "(add them to their data set's DatasetEntry.hints)")
+    return pairs
 
 def mirrored_hints(teacher: str, m1_net: str, m2_net: str, pairs: list) -> dict:
     "The same FitNets `pairs` for each student from the teacher and from the other modality's network (the four keys)."

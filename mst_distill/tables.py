@@ -30,12 +30,13 @@ def _registered(registry: dict, name: str):
     if name not in registry: import_registrations()
     return registry.get(name)
 
-def _from_record(m: dict, key: str, dataset: str):
-    "A record's `metric` or `modalities`; records written before they carried them: the data set's registered values."
-    if key in m: return m[key]
+def _dataset_field(dataset: str, key: str, record: dict | None = None, required: bool = True):
+    """A data set's `metric` or `modalities`: from the run `record` where it carries them, else from the registry
+    (records written before they did); unknown to both: a `DataError` if `required`, else None."""
+    if record and key in record: return record[key]
     entry = _registered(DATASET_REGISTRY, dataset)
-    if entry is None: raise DataError(f"{dataset}: the run record has no '{key}' and the data set is not registered")
-    return getattr(entry, key)
+    if entry is None and required: raise DataError(f"{dataset}: the run record has no '{key}' and the data set is not registered")
+    return getattr(entry, key) if entry else None
 
 def switches_of(cfg: dict) -> str:
     "The MST-Distill switches a run's config sets away from the full method (e.g. 'pool=cm'); '' for the full method and every other method."
@@ -74,7 +75,7 @@ def collect_runs(runs_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         status = m.get("status") or "incomplete (no metrics.json)"
         if status != "completed":
             left.append({**rec, "status": status, "error": m.get("error", "")}); continue
-        metric, names = _from_record(m, "metric", rec["dataset"]), _from_record(m, "modalities", rec["dataset"])
+        metric, names = _dataset_field(rec["dataset"], "metric", m), _dataset_field(rec["dataset"], "modalities", m)
         rec.update(metric=metric, value=100 * m["test"][metric], routing=m.get("routing_test"),
                    modality=names[0 if rec["target"] == "m1" else 1])
         done.append(rec)
@@ -134,8 +135,8 @@ def _header(frame: pd.DataFrame, dataset: str, target: str) -> str:
     "'m1 = image': the target's modality from the frame's `modality` column (its records), else from the registry."
     if "modality" in frame and len(names := set(frame.loc[frame.target == target, "modality"].dropna())) == 1:
         return f"{target} = {names.pop()}"
-    entry = _registered(DATASET_REGISTRY, dataset)
-    return f"{target} = {entry.modalities[0 if target == 'm1' else 1]}" if entry else target
+    names = _dataset_field(dataset, "modalities", required=False)
+    return f"{target} = {names[0 if target == 'm1' else 1]}" if names else target
 
 def to_markdown(df: pd.DataFrame, dataset: str) -> str:
     "The table as markdown (best in bold)."

@@ -22,12 +22,12 @@ from .registry import build_parts, dataset_entry, method_entry, register_method,
 
 # %% auto #0
 __all__ = ['ROUTERS', 'POOL_NETWORKS', 'POOLS', 'INPUT_NORMS', 'RESUME_MAY_CHANGE', 'NOT_IN_CACHE_KEY', 'PROFILES', 'CHOICES',
-           'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'describe_protocol', 'resolve_config', 'write_fixture',
-           'load_data', 'confusion_matrix', 'accuracy', 'metrics_from_confusion', 'Stage', 'Method', 'supervised_stage',
-           'TeacherOnly', 'StudentOnly', 'make_method', 'Callback', 'tensorboard_available', 'TensorBoardLogger',
-           'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step', 'prepare_inputs',
-           'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes', 'check_memory',
-           'train_once', 'completed_run']
+           'ACTIVATION_FACTOR', 'RunConfig', 'cache_key', 'field_type', 'describe_protocol', 'resolve_config',
+           'write_fixture', 'load_data', 'confusion_matrix', 'accuracy', 'metrics_from_confusion', 'Stage', 'Method',
+           'supervised_stage', 'TeacherOnly', 'StudentOnly', 'make_method', 'Callback', 'tensorboard_available',
+           'TensorBoardLogger', 'default_callbacks', 'NonFiniteLoss', 'start_stage_optimiser', 'optimisation_step',
+           'prepare_inputs', 'Trainer', 'load_run', 'predict_logits', 'run', 'available_memory', 'activation_bytes',
+           'check_memory', 'train_once', 'completed_run']
 
 # %% ../nbs/07_trainer.ipynb #afafcc83
 ROUTERS = ["reference", "weighted", "uniform", "random"]  # MST-Distill's choice of experts per sample (08_mst)
@@ -126,6 +126,11 @@ PROFILES = {
     "paper": dict(n=3000, epochs=100, epochs_s1=100, epochs_s2=100, batch_size=512, eval_batch_size=512, lr=1e-4,
                   hidden_dim_factor=2, input_norm="reference"),
 }
+
+def field_type(name: str) -> type:
+    "The Python type a `RunConfig` field takes (bool, int, float or str), read from its annotation."
+    ann = {f.name: f.type for f in fields(RunConfig)}[name]
+    return bool if ann.startswith("bool") else int if ann.startswith("int") else float if ann.startswith("float") else str
 
 def describe_protocol(cfg: RunConfig) -> str:
     "One line naming the training protocol of a resolved `cfg`: profile, inputs, optimiser, budget per method."

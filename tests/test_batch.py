@@ -3,34 +3,12 @@ a failing run is recorded and does not stop the batch; tables count completed ru
 import json, os, signal, subprocess, time
 from pathlib import Path
 import yaml
-from conftest import CLI, cli
+from conftest import CLI, cli, write_manifest, statuses, completed_runs
 
 
-def write_manifest(path: Path, data_root, **changes) -> Path:
-    m = {"datasets": ["avmnist-lite"], "targets": ["m1"], "methods": ["student", "kd", "mst"], "teachers": ["cm"],
-         "seeds": [0, 1], "profile": "smoke", "overrides": {"avmnist-lite": {"data_root": str(data_root)}}}
-    m.update(changes)
-    path.write_text(yaml.safe_dump(m))
-    return path
-
-
-def statuses(runs_dir: Path) -> dict:
-    return {r["run"]: r for r in json.loads((runs_dir / "batch.json").read_text())["runs"]}
-
-
-def completed_runs(runs_dir: Path) -> set:
-    done = set()
-    for m in runs_dir.glob("avmnist-lite/*/metrics.json"):
-        if json.loads(m.read_text()).get("status") == "completed": done.add(f"avmnist-lite/{m.parent.name}")
-    return done
-
-
-def test_killed_batch_resumes_with_the_same_table(lite_root, tmp_path):
-    manifest = write_manifest(tmp_path / "m.yaml", lite_root, seeds=[0])  # three runs (one seed keeps CI short)
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    r = cli("batch", manifest, "--workers", 2, "--out", whole, "--no-progress")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert all(v["status"] == "completed" for v in statuses(whole).values()) and len(statuses(whole)) == 3
+def test_killed_batch_resumes_with_the_same_table(smoke_batch, tmp_path):
+    manifest, whole = smoke_batch  # the same three runs, uninterrupted
+    killed = tmp_path / "killed"
 
     # the same batch, killed (the whole process group, as a closed terminal would) once a first run has completed
     p = subprocess.Popen([*CLI, "batch", str(manifest), "--workers", "2", "--out", str(killed), "--no-progress"],

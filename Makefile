@@ -73,14 +73,15 @@ sync-check: $(STAMP)
 	after=$$(git status --porcelain; git diff); \
 	if [ "$$before" != "$$after" ]; then git status --short; echo "error: nbdev_clean/nbdev_export/make readme changed files: run them and commit"; exit 1; fi
 
+# pytest: two processes (pytest-xdist); tests sharing a costly fixture are one xdist_group, so it is built once
 test: setup sysdeps-slurm sync-check
 	$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 # the slow checks too: the acceptance run of MST-Distill with the quick profile, and slow notebook cells
 test-slow: setup sysdeps-slurm sync-check
 	$(BIN)/nbdev_test --n_workers 2 --flags slow
-	$(BIN)/python -m pytest -q tests --slow
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests --slow
 
 # stored outputs: re-run in place, stderr (log lines, warnings) dropped, refused if an output names a machine path
 NBS ?= $(filter-out nbs/index.ipynb,$(wildcard nbs/[0-9]*.ipynb))

@@ -2,10 +2,12 @@
 a failing run is recorded and does not stop the batch; tables count completed runs only."""
 import json, os, signal, subprocess, time
 from pathlib import Path
+import pytest
 import yaml
 from conftest import CLI, cli, write_manifest, statuses, completed_runs
 
 
+@pytest.mark.xdist_group("smoke_batch")  # shares the session fixture smoke_batch
 def test_killed_batch_resumes_with_the_same_table(smoke_batch, tmp_path):
     manifest, whole = smoke_batch  # the same three runs, uninterrupted
     killed = tmp_path / "killed"

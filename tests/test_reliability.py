@@ -30,6 +30,7 @@ def uninterrupted(lite_root, tmp_path_factory):
     return json.loads((out / "metrics.json").read_text()), (out / "history.csv").read_text()
 
 
+@pytest.mark.xdist_group("uninterrupted")  # both share the module fixture
 @pytest.mark.parametrize("stage_name,stage_index", [("s2_masks", 1), ("s3_distill", 2)])
 def test_sigkill_then_resume_matches_uninterrupted(lite_root, tmp_path, uninterrupted, stage_name, stage_index):
     out = tmp_path / "run"

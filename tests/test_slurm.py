@@ -90,6 +90,7 @@ def job_state(slurm: dict, job: str) -> str:
     return dict(line.split() for line in r.stdout.splitlines()).get(job, "")
 
 
+@pytest.mark.xdist_group("smoke_batch")  # shares the session fixture smoke_batch
 def test_slurm_batch_cancelled_task_resumes_to_the_same_table(slurm, smoke_batch, tmp_path):
     manifest, whole = smoke_batch
     out = tmp_path / "slurm"

@@ -42,6 +42,8 @@ sysdeps-slurm:
 	@if PATH="$$PATH:/usr/sbin:/sbin" sh -c 'for b in $(SLURM_BINS); do command -v $$b >/dev/null || exit 1; done'; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; \
+	elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; \
 	else echo "note: Slurm (slurmctld slurmd slurm-client munge) is not installed and cannot be installed here; tests/test_slurm.py will be skipped"; fi
 
 run: setup

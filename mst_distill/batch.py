@@ -18,7 +18,7 @@ __all__ = ['DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'NOTEBOOK_PAR
            'Manifest', 'SlurmOptions', 'parse_manifest', 'load_manifest', 'RunSpec', 'config_from_parameters', 'expand',
            'schedule', 'check_runs', 'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run',
            'worker_environments', 'summary_markdown', 'prepare_offline_data', 'failed', 'run_batch', 'SlurmRun',
-           'slurm_queue', 'slurm_jobs', 'submit_to_slurm', 'wait_for_slurm', 'batch_status']
+           'slurm_queue', 'slurm_jobs', 'submit_to_slurm', 'slurm_job', 'wait_for_slurm', 'batch_status']
 
 # %% ../nbs/18_batch.ipynb #b192de57
 def axes() -> dict[str, list[str]]:
@@ -96,6 +96,7 @@ class SlurmOptions:
         for key, value in settings.items():
             if key not in types: raise ConfigError(f"{where}.{key}: not a Slurm option (expected one of {', '.join(types)})")
             want = types[key].split(" ")[0]
+            if value is None and "None" in types[key]: continue  # e.g. partition: null, the cluster's default
             ok = {"int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                   "float": isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
                   "str": isinstance(value, str) and value != "", "dict": isinstance(value, dict)}[want]
@@ -383,46 +384,58 @@ def _run_locally(todo, runs_dir, workers, notebooks, record, was) -> None:
 
 EXECUTORS = ("local", "slurm")
 
+def _slurm_options(m: Manifest, slurm) -> SlurmOptions:
+    "A `SlurmOptions` as given, else the manifest's `slurm:` mapping updated with `slurm` (a dict of flags)."
+    return slurm if isinstance(slurm, SlurmOptions) else SlurmOptions.from_settings({**m.slurm, **(slurm or {})})
+
 def run_batch(manifest, runs_dir, workers: int = 1, notebooks=None, progress: bool = True, dry_run: bool = False,
               executor: str = "local", slurm: SlurmOptions | dict | None = None, wait: bool = True) -> list[dict]:
     """Run every run of `manifest` (a path or a `Manifest`) into `runs_dir`; returns the summary records. `executor`:
-    'local' (a pool of `workers` processes here) or 'slurm' (one array job; `slurm` overrides the manifest's `slurm:`
-    options; `wait=False` returns once submitted)."""
+    'local' (a pool of `workers` processes here) or 'slurm' (one array job; `slurm`: a `SlurmOptions`, or flags that
+    update the manifest's `slurm:`; `wait=False` returns once submitted). One batch command per runs directory."""
+    from filelock import FileLock, Timeout
     if workers < 1: raise ConfigError(f"workers: expected >= 1, got {workers}")
     if executor not in EXECUTORS: raise ConfigError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    opts = SlurmOptions.from_settings({**m.slurm, **(slurm if isinstance(slurm, dict) else asdict(slurm) if slurm else {})})
+    opts = _slurm_options(m, slurm)
     runs_dir = Path(runs_dir).resolve()
     runs, left_out = expand(m)
     runs = schedule(runs)
     check_runs(runs, runs_dir, m.source)
     states = {r.run_id: run_state(runs_dir/r.run_id) for r in runs}
-    in_flight = _in_flight(runs, runs_dir) if executor == "slurm" and not dry_run else {}
     if dry_run:
         return [{"run": r.run_id, "status": "skip" if states[r.run_id] == "completed" else "to run", "was": states[r.run_id]} for r in runs]
     runs_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(runs_dir/".batch.lock", timeout=0)  # the summary files have one writer
+    try: lock.acquire()
+    except Timeout: raise MstDistillError(f"{runs_dir}: another batch command is using this runs directory; wait for it or choose another --out") from None
+    try: return _run_batch(m, runs, left_out, states, runs_dir, workers, notebooks, progress, executor, opts, wait)
+    finally: lock.release()
+
+def _run_batch(m, runs, left_out, states, runs_dir, workers, notebooks, progress, executor, opts, wait) -> list[dict]:
+    in_flight = _in_flight(runs, runs_dir)  # tasks of an earlier Slurm submission still queued or running
     if Path(m.source).is_file(): atomic_write_text(runs_dir/"manifest.yaml", Path(m.source).read_text())
     t0 = time.time()
     records = {r.run_id: {"run": r.run_id, "status": "skipped (completed earlier)" if states[r.run_id] == "completed"
-                          else f"skipped (in the Slurm queue as job {in_flight[r.run_id]})" if r.run_id in in_flight else "pending",
+                          else f"in the Slurm queue as job {in_flight[r.run_id]}" if r.run_id in in_flight else "pending",
                           "was": states[r.run_id]} for r in runs}
     todo = [r for r in runs if states[r.run_id] != "completed" and r.run_id not in in_flight]
     _write_summary(runs_dir, records, left_out, t0)
     prepare_offline_data(todo, runs_dir, progress)
-    record, bar = _recorder(runs_dir, records, left_out, t0, len(todo), progress)
+    waited = in_flight if executor == "slurm" and wait else {}
+    record, bar = _recorder(runs_dir, records, left_out, t0, len(todo) + len(waited), progress)
     try:
         if executor == "local": _run_locally(todo, runs_dir, workers, notebooks, record, states)
-        elif todo:
-            jobs = submit_to_slurm(todo, runs_dir, opts, notebooks)
+        else:
+            jobs = submit_to_slurm(todo, runs_dir, opts, notebooks) if todo else {}
             for run_id, job in jobs.items(): records[run_id] = {**records[run_id], "status": "submitted", "job": job.job_id}
             _write_summary(runs_dir, records, left_out, t0)
-            if wait: wait_for_slurm(jobs, todo, runs_dir, record, states)
+            jobs.update({run_id: slurm_job(runs_dir, job_id) for run_id, job_id in waited.items()})
+            if wait: wait_for_slurm(jobs, {r.run_id: r for r in runs}, runs_dir, record, states)
     finally: bar.close()
     return list(records.values())
 
 # %% ../nbs/18_batch.ipynb #c4d98ac7
-import signal, subprocess
-
 def _stop(signum, frame): raise SystemExit(f"stopped by signal {signum} (cancelled or pre-empted)")
 
 class SlurmRun:
@@ -430,6 +443,7 @@ class SlurmRun:
     its last checkpoint resumes at the next submission; at its time limit submitit calls `checkpoint` and requeues
     it, and the requeued task resumes the run from that checkpoint."""
     def __call__(self, spec: RunSpec, runs_dir, notebooks=None) -> dict:
+        # replaces submitit's SIGTERM bypass: a cancelled task must not go on to record its dying kernel as a failure
         signal.signal(signal.SIGTERM, _stop)
         return execute_run(spec, runs_dir, notebooks)
 
@@ -437,22 +451,29 @@ class SlurmRun:
         from submitit.helpers import DelayedSubmission
         return DelayedSubmission(self, *args, **kwargs)
 
-def slurm_queue() -> dict[str, str]:
-    "Job id -> state (PENDING, RUNNING, ...) of this user's jobs in the Slurm queue, array tasks one by one (`squeue`)."
-    try: r = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=120)
-    except FileNotFoundError: raise ConfigError("squeue: not found; --executor slurm needs the Slurm client commands on PATH") from None
-    if r.returncode != 0: raise MstDistillError(f"squeue: {(r.stderr or r.stdout).strip().splitlines()[-1]}")
-    return dict(line.split("|", 1) for line in r.stdout.split())
+def slurm_queue(tries: int = 6) -> dict[str, str]:
+    """Job id -> state (PENDING, RUNNING, ...) of this user's jobs in the Slurm queue, array tasks one by one
+    (`squeue`); a failing squeue (a busy controller) is retried with growing pauses, about a minute in all."""
+    for attempt in range(tries):
+        try: r = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError: raise ConfigError("squeue: not found; Slurm's client commands must be on PATH") from None
+        except subprocess.TimeoutExpired: r = None
+        if r is not None and r.returncode == 0: return dict(line.split("|", 1) for line in r.stdout.split())
+        if attempt < tries - 1: time.sleep(2 ** attempt)
+    why = "timed out" if r is None else ((r.stderr or r.stdout).strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+    raise MstDistillError(f"squeue: {why} ({tries} tries)")
 
 def slurm_jobs(runs_dir) -> dict[str, str]:
     "Run id -> the Slurm job id that last ran it (the run store's `slurm.json`)."
     path = Path(runs_dir)/"slurm.json"
     return read_json(path) if path.exists() else {}
 
+def _slurm_folder(runs_dir) -> Path: return Path(runs_dir)/".slurm"/"%j"  # submitit's files, one folder per job
+
 def submit_to_slurm(todo: list[RunSpec], runs_dir, opts: SlurmOptions, notebooks=None) -> dict[str, object]:
     "Submit `todo` as one array job (one task per run); returns run id -> submitit job, recorded in `slurm.json`."
     import submitit
-    ex = submitit.SlurmExecutor(folder=Path(runs_dir)/".slurm"/"%j", max_num_timeout=3)
+    ex = submitit.SlurmExecutor(folder=_slurm_folder(runs_dir), max_num_timeout=3)
     ex.update_parameters(**opts.parameters())
     with ex.batch():
         jobs = [ex.submit(SlurmRun(), spec, runs_dir, notebooks) for spec in todo]
@@ -460,23 +481,30 @@ def submit_to_slurm(todo: list[RunSpec], runs_dir, opts: SlurmOptions, notebooks
     atomic_write_json(Path(runs_dir)/"slurm.json", {**slurm_jobs(runs_dir), **{r: j.job_id for r, j in by_run.items()}})
     return by_run
 
-def _slurm_record(spec: RunSpec, job, runs_dir, was: str) -> dict:
-    "The summary record of a task that has left the queue: its result if it wrote one, else what the run store says."
+def slurm_job(runs_dir, job_id: str):
+    "The submitit handle of a job submitted earlier (a task still queued when the batch command is run again)."
+    import submitit
+    return submitit.SlurmJob(_slurm_folder(runs_dir), job_id)
+
+def _slurm_record(spec: RunSpec, job, runs_dir, was: str, grace_s: float = 15.0) -> dict:
+    """The summary record of a task that has left the queue: its result if it wrote one, else what the run store
+    says. On a network filesystem the result can show up late, so a task without one is given `grace_s` seconds."""
     from submitit.core.utils import pickle_load
-    result = Path(job.paths.result_pickle)
+    result, rd = Path(job.paths.result_pickle), RunDir(Path(runs_dir)/spec.run_id)
+    deadline = time.time() + grace_s
+    while not result.exists() and rd.status() is None and time.time() < deadline: time.sleep(1)
     if result.exists():
         outcome, value = pickle_load(result)
         if outcome == "success": return {**value, "job": job.job_id}
         error = f"slurm job {job.job_id}: {value.strip().splitlines()[-1]} (log: {job.paths.stderr})"
     else: error = (f"slurm job {job.job_id} ended without a result (cancelled, pre-empted, out of time or memory; "
                    f"log: {job.paths.stderr}); run the same batch again to resume it")
-    status = RunDir(Path(runs_dir)/spec.run_id).status()
-    return {"run": spec.run_id, "status": "completed" if status == "completed" else "failed" if status == "failed" else "cancelled",
+    status = rd.status()
+    return {"run": spec.run_id, "status": status if status in ("completed", "failed") else "cancelled",
             "was": was, "error": None if status == "completed" else error, "job": job.job_id}
 
-def wait_for_slurm(jobs: dict, todo: list[RunSpec], runs_dir, record, was: dict, poll_s: float = 5.0) -> None:
+def wait_for_slurm(jobs: dict, specs: dict[str, RunSpec], runs_dir, record, was: dict, poll_s: float = 5.0) -> None:
     "Call `record` with each task's summary record as it leaves the Slurm queue; return when all have."
-    specs = {s.run_id: s for s in todo}
     waiting = dict(jobs)
     while waiting:
         queue = slurm_queue()
@@ -516,8 +544,8 @@ def batch_status(runs_dir) -> list[dict]:
     for rec in read_json(runs_dir/"batch.json")["runs"]:
         out, job = runs_dir/rec["run"], jobs.get(rec["run"], "")
         state = run_state(out)
-        if state in ("completed", "failed"): where = state
-        elif job in queue: where = SLURM_STATES.get(queue[job], queue[job].lower())
+        if job in queue: where = SLURM_STATES.get(queue[job], queue[job].lower())  # e.g. a failed run submitted again
+        elif state in ("completed", "failed"): where = state
         elif _running_here(out): where = "running"
         else: where = {"interrupted": "interrupted", "new": "not started"}[state]
         rows.append({"run": rec["run"], "status": where, "job": job})

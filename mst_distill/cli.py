@@ -188,8 +188,14 @@ def _cmd_status(runs_dir) -> int:
 
 def _cmd_batch(a) -> int:
     from mst_distill.batch import run_batch, failed
-    if a.status: return _cmd_status(a.status)
+    if a.status:
+        if a.manifest: raise ConfigError(f"batch --status {a.status}: takes no manifest (got {a.manifest})")
+        return _cmd_status(a.status)
     if not a.manifest: raise ConfigError("batch: expected a manifest (or --status RUNS_DIR)")
+    if a.executor == "local" and (_slurm_flags(a) or a.detach):
+        raise ConfigError("batch: --detach and the Slurm resource flags need --executor slurm")
+    if a.executor == "slurm" and a.workers != 1:
+        raise ConfigError("batch --executor slurm: --workers is for the local executor (Slurm runs every task it can; see slurm parallelism)")
     records = run_batch(a.manifest, a.out, a.workers, progress=a.progress, dry_run=a.dry_run, executor=a.executor,
                         slurm=_slurm_flags(a), wait=not a.detach)
     if a.dry_run:

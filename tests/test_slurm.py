@@ -10,15 +10,21 @@ from conftest import CLI, cli, statuses, completed_runs
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    "`n` distinct free ports (all bound at once, so none is handed out twice)."
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks: s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks: s.close()
 
 
 def slurm_conf(d: Path, host: str) -> str:
     "A minimal one-node configuration: no accounting, no cgroups (a container has no systemd), every file under `d`."
     user = getpass.getuser()
     mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
+    ctld_port, slurmd_port = free_ports(2)
     return f"""ClusterName=test
 SlurmctldHost={host}
 SlurmUser={user}
@@ -34,8 +40,8 @@ ReturnToService=2
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
-SlurmctldPort={free_port()}
-SlurmdPort={free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 SlurmctldPidFile={d}/slurmctld.pid
 SlurmdPidFile={d}/slurmd.pid
 SlurmdSpoolDir={d}/slurmd
@@ -78,47 +84,54 @@ def slurm(tmp_path_factory):
         yield extra
     finally:  # no task outlives the test: cancel them all, then stop the daemons
         if len(pids) == 3: subprocess.run(["scancel", "-u", getpass.getuser()], env=env, capture_output=True, timeout=60)
-        time.sleep(2 if len(pids) == 3 else 0)
-        for pid_file in reversed(pids):
-            try: os.kill(int(pid_file.read_text()), signal.SIGTERM)
-            except (OSError, ValueError): pass
-        time.sleep(2)
+        for pid_file in reversed(pids): stop(pid_file)
 
 
-def job_state(slurm: dict, job: str) -> str:
-    r = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T"], env=dict(os.environ, **slurm), capture_output=True, text=True)
-    return dict(line.split() for line in r.stdout.splitlines()).get(job, "")
+def stop(pid_file: Path, wait_s: float = 10) -> None:
+    "SIGTERM the daemon whose PID the file holds; SIGKILL it if it is still there after `wait_s` seconds."
+    try: pid = int(pid_file.read_text())
+    except (OSError, ValueError): return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try: os.kill(pid, sig)
+        except ProcessLookupError: return
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            try: os.kill(pid, 0)
+            except ProcessLookupError: return
+            time.sleep(0.2)
 
 
 @pytest.mark.xdist_group("smoke_batch")  # shares the session fixture smoke_batch
-def test_slurm_batch_cancelled_task_resumes_to_the_same_table(slurm, smoke_batch, tmp_path):
+def test_slurm_batch_cancelled_task_resumes_to_the_same_table(slurm, smoke_batch, tmp_path, monkeypatch):
+    from mst_distill.batch import slurm_queue
+    for k, v in slurm.items(): monkeypatch.setenv(k, v)
     manifest, whole = smoke_batch
     out = tmp_path / "slurm"
     flags = ["--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "1", "--out", str(out), "--no-progress"]
-    p = subprocess.Popen([*CLI, "batch", str(manifest), *flags], env=dict(os.environ, **slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     mst = "avmnist-lite/mst-m1-seed0"
-    deadline, running_since = time.time() + 300, None
-    while time.time() < deadline and p.poll() is None:  # MST-Distill's task, a few seconds into its run
-        jobs = json.loads((out / "slurm.json").read_text()) if (out / "slurm.json").exists() else {}
-        if mst in jobs and job_state(slurm, jobs[mst]) == "RUNNING":
-            running_since = running_since or time.time()
-            if time.time() - running_since > 5: break
-        time.sleep(0.5)
-    assert p.poll() is None and running_since, "MST-Distill's task never ran"
-    status = cli("batch", "--status", out, env=slurm)
-    assert status.returncode == 0 and [mst, "running"] in [l.split()[1::-1] for l in status.stdout.splitlines()], status.stdout
-    subprocess.run(["scancel", jobs[mst]], env=dict(os.environ, **slurm), check=True)
-    log, _ = p.communicate(timeout=600)
+    p = subprocess.Popen([*CLI, "batch", str(manifest), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, checkpoint = time.time() + 300, out / mst / "checkpoints" / "last.pt"
+        while time.time() < deadline and p.poll() is None and not checkpoint.exists(): time.sleep(0.2)
+        assert p.poll() is None and checkpoint.exists(), "MST-Distill's task never wrote a checkpoint"
+        job = json.loads((out / "slurm.json").read_text())[mst]
+        assert slurm_queue().get(job) == "RUNNING"
+        status = cli("batch", "--status", out)
+        assert status.returncode == 0 and [mst, "running"] in [l.split()[1::-1] for l in status.stdout.splitlines()], status.stdout
+        subprocess.run(["scancel", job], check=True)  # cancelled after its first epoch: the rerun resumes it
+        log, _ = p.communicate(timeout=600)
+    finally: p.kill()
     assert p.returncode == 1, log[-3000:]  # a cancelled task: the batch says so
     first = statuses(out)
     assert first[mst]["status"] == "cancelled" and "run the same batch again" in first[mst]["error"]
     before = completed_runs(out)
     assert mst not in before and len(before) == 2, log[-3000:]
 
-    r = cli("batch", manifest, *flags, env=slurm)
+    r = cli("batch", manifest, *flags)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     after = statuses(out)
     assert {k for k, v in after.items() if v["status"].startswith("skipped")} == before and after[mst]["status"] == "completed"
+    assert after[mst]["was"] == "interrupted"  # resumed from the checkpoint the cancelled task left
 
     for d in (whole, out): assert cli("tables", d).returncode == 0
     assert (whole / "tables/avmnist-lite-smoke.csv").read_text() == (out / "tables/avmnist-lite-smoke.csv").read_text()

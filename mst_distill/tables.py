@@ -118,7 +118,9 @@ def results_table(runs: pd.DataFrame) -> pd.DataFrame:
                  for t in targets]
         if any(c["n"] for c in cells): out += cells
     df = pd.DataFrame(out, columns=["row", "method", "teacher", "target", "mean", "std", "n", "seeds"])
-    if "modality" in runs: df["modality"] = df.target.map(runs.drop_duplicates("target").set_index("target")["modality"])
+    if "modality" in runs:  # records written before runs carried it have none (NaN, or "" read back from a CSV)
+        named = runs[runs.modality.fillna("") != ""]
+        df["modality"] = df.target.map(named.drop_duplicates("target").set_index("target")["modality"])
     students = ~df.method.isin(["teacher", "cm-teacher"])
     df["best"] = False
     for t in targets:
@@ -133,7 +135,7 @@ def format_cell(mean: float, std: float, n: int, digits: int = 1, pm: str = "±"
 
 def _header(frame: pd.DataFrame, dataset: str, target: str) -> str:
     "'m1 = image': the target's modality from the frame's `modality` column (its records), else from the registry."
-    if "modality" in frame and len(names := set(frame.loc[frame.target == target, "modality"].dropna())) == 1:
+    if "modality" in frame and len(names := set(frame.loc[frame.target == target, "modality"].dropna()) - {""}) == 1:
         return f"{target} = {names.pop()}"
     names = _dataset_field(dataset, "modalities", required=False)
     return f"{target} = {names[0 if target == 'm1' else 1]}" if names else target

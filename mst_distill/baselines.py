@@ -17,6 +17,7 @@ from .data import Batch, split_indices
 from .models import StagedNet, Tap, HEAD_IN, POST_STEPS, tap_stage
 from .registry import build_parts, other_modality, register_method, registered_taps, registered_hints
 from .losses import kd_loss, kd_per_sample
+from .distributed import all_reduce_sum, all_true, gather_rows, world_size
 from .trainer import Method, Stage, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
@@ -354,7 +355,8 @@ class ContrastMemory(nn.Module):
 
     def _scores(self, v: torch.Tensor, bank: torch.Tensor, rows: torch.Tensor, side: int) -> torch.Tensor:
         h = torch.exp(torch.bmm(bank[rows].detach(), v[:, :, None]).squeeze(2) / self.tau)  # (B, 1+K)
-        if self.z[side] < 0: self.z[side] = h.mean().detach() * self.n_train  # fixed at the first batch
+        if self.z[side] < 0:  # fixed at the first batch (under DDP: the mean over every process's shard)
+            self.z[side] = all_reduce_sum(h.mean().detach()) / world_size() * self.n_train
         return h / self.z[side].clone()  # a copy: the buffer is written in place later
 
     @torch.no_grad()
@@ -364,15 +366,16 @@ class ContrastMemory(nn.Module):
     def forward(self, fs: torch.Tensor, ft: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> dict:
         with _fp32(fs):
             vs, vt = self.embed_s(fs.float()), self.embed_t(ft.detach().float())
-            self.seen[idx] = True
+            every = gather_rows(idx)  # under DDP the banks see every process's samples, so they stay the same everywhere
+            self.seen[every] = True
             neg = draw_negatives(self.labels, self.seen, y, self.k)
-            if neg.shape[1] == 0:  # nothing to contrast with yet (one class seen so far)
+            if not all_true(neg.shape[1] > 0):  # nothing to contrast with yet (one class seen so far), on some process
                 zero = 0 * (vs.sum() + vt.sum())
                 return {"distill": zero, "crd_s": zero.detach(), "crd_t": zero.detach()}
             rows = torch.cat([idx[:, None], neg], 1)
             ls = nce_loss(self._scores(vs, self.memory_t, rows, 0), self.n_train)
             lt = nce_loss(self._scores(vt, self.memory_s, rows, 1), self.n_train)
-            self._update(self.memory_s, idx, vs); self._update(self.memory_t, idx, vt)
+            self._update(self.memory_s, every, gather_rows(vs)); self._update(self.memory_t, every, gather_rows(vt))
         return {"distill": ls + lt, "crd_s": ls.detach(), "crd_t": lt.detach()}
 
 # %% ../nbs/13_baselines.ipynb #b1eef5b8
@@ -612,7 +615,7 @@ class MGDFR(Method):
         return {"loss": torch.zeros((), device=b.y.device)}
     def salience_end(self, epoch):
         st = self.parts["salience"]
-        st.keep.copy_(salient_channels(min_max(st.total), self.cfg.mgdfr_ratio))
+        st.keep.copy_(salient_channels(min_max(all_reduce_sum(st.total)), self.cfg.mgdfr_ratio))  # DDP: every shard's salience
         return {"salience_batches": int(st.batches), "kept_channels": int(st.keep.sum())}
     # phase 3
     def frozen_teacher_logits(self, b):

@@ -11,6 +11,7 @@ from pathlib import Path
 from .core import ConfigError, MstDistillError, atomic_write_text
 from .trainer import RunConfig, PROFILES, CHOICES, field_type, resolve_config, describe_protocol, run as run_experiment
 from .registry import dataset_names, dataset_entry, method_names
+from .distributed import is_main, close_distributed, process_label
 
 # %% auto #0
 __all__ = ['SLURM_FLAGS', 'OneLineErrors', 'field_docs', 'field_choices', 'build_parser', 'config_from_args', 'main_table',
@@ -134,7 +135,7 @@ def _cmd_run(a) -> int:
     cfg = config_from_args(a)
     m = run_experiment(cfg)
     t = m["test"]
-    print(f"status: {m['status']}  test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  -> {cfg.out or 'runs/'}")
+    if is_main(): print(f"status: {m['status']}  test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  -> {cfg.out or 'runs/'}")
     return 0
 
 def main_table(results: list[dict]) -> str:
@@ -227,7 +228,10 @@ def main(argv=None) -> int:
         return {"data": _cmd_data, "run": _cmd_run, "main": _cmd_main, "batch": _cmd_batch, "tables": _cmd_tables,
                 "bench": _cmd_bench}[a.command](a)
     except MstDistillError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # under torchrun each process says it (torchrun may stop the others before they can): the rank tells them apart
+        print(f"error: {process_label()}{e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr); return 130
+    finally:
+        close_distributed()  # a run under torchrun leaves its process group

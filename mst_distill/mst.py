@@ -16,6 +16,7 @@ from .registry import build_parts, model_spec, register_method
 from .masks import make_masknet, set_naive_attention
 from .router import make_gate, route_topk, load_balance_loss
 from .losses import kd_loss, kd_per_sample
+from .distributed import all_reduce_sum
 from .trainer import Method, Stage, POOL_NETWORKS, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
@@ -260,12 +261,13 @@ def s3_val(self: MSTDistill, b):
 @patch
 def s3_epoch_end(self: MSTDistill, epoch):
     names = self.expert_names()
-    total = self._counts.sum().clamp_min(1)
+    counts = all_reduce_sum(self._counts)  # under DDP every process routed its own shards: add them up
+    total = counts.sum().clamp_min(1)
     for e, name in enumerate(names):
         for c in range(self.num_classes):
             self.routing_rows.append({"split": "train", "epoch": epoch, "expert": name, "class": self.class_names[c],
-                                      "count": int(self._counts[e, c])})
-    logs = {f"route_{n}": float(self._counts[e].sum() / total) for e, n in enumerate(names)}
+                                      "count": int(counts[e, c])})
+    logs = {f"route_{n}": float(counts[e].sum() / total) for e, n in enumerate(names)}
     logs.update({"w_kl": self.w_kl, "w_lb": self.w_lb})  # the weights used during this epoch
     self._counts.zero_()
     if epoch % 10 == 0: self.w_lb *= 0.9

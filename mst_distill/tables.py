@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 from pathlib import Path
+from typing import Callable
 import numpy as np
 import pandas as pd
 import matplotlib
@@ -18,8 +19,9 @@ from .registry import DATASET_REGISTRY, METHOD_REGISTRY, import_registrations, m
 # %% auto #0
 __all__ = ['MST_SWITCHES', 'switches_of', 'variant_of', 'collect_runs', 'table_rows', 'cell_values', 'summarise', 'results_table',
            'format_cell', 'to_markdown', 'to_latex', 'plot_table', 'routing_frame', 'plot_routing_shares',
-           'ablation_table', 'routing_records', 'routing_over_epochs', 'routing_by_class', 'plot_routing_over_epochs',
-           'plot_routing_by_class', 'write_tables']
+           'variant_values', 'ablation_table', 'routing_records', 'routing_over_epochs', 'routing_by_class',
+           'plot_routing_over_epochs', 'plot_routing_by_class', 'paired_cell', 'paired_table', 'paired_ablation_table',
+           'format_paired', 'paired_markdown', 'plot_paired', 'write_tables']
 
 # %% ../nbs/19_tables.ipynb #c66b0558
 # MST-Distill's analysis switches (08_mst), in the order the ablation table lists them; defaults: the full method
@@ -140,12 +142,13 @@ def _header(frame: pd.DataFrame, dataset: str, target: str) -> str:
     names = _dataset_field(dataset, "modalities", required=False)
     return f"{target} = {names[0 if target == 'm1' else 1]}" if names else target
 
-def to_markdown(df: pd.DataFrame, dataset: str) -> str:
-    "The table as markdown (best in bold)."
+def to_markdown(df: pd.DataFrame, dataset: str, fmt: Callable[[pd.Series], str] | None = None) -> str:
+    "The table as markdown (`best` in bold); `fmt` turns a cell's row into its text (default: `format_cell`)."
+    fmt = fmt or (lambda c: format_cell(c["mean"], c["std"], c["n"]))
     targets = list(dict.fromkeys(df.target))
     lines = ["| | " + " | ".join(_header(df, dataset, t) for t in targets) + " |", "|---" * (len(targets) + 1) + "|"]
     for row, g in df.groupby("row", sort=False):
-        cells = [format_cell(c["mean"], c["std"], c["n"]) for _, c in g.iterrows()]
+        cells = [fmt(c) for _, c in g.iterrows()]
         cells = [f"**{s}**" if b else s for s, b in zip(cells, g.best)]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -215,6 +218,11 @@ def _variant_rank(switches: str) -> int:
     first = switches.split(", ")[0].split("=")[0]
     return MST_SWITCHES.index(first)
 
+def variant_values(runs: pd.DataFrame, variant: str, target: str) -> pd.Series:
+    "The per-seed values (index: seed) of one MST-Distill variant and target."
+    sel = runs[(runs.method == "mst") & (runs.variant == variant) & (runs.target == target)]
+    return sel.drop_duplicates("seed").set_index("seed")["value"].sort_index()
+
 def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     """MST-Distill's labelled variants of one data set and profile: a long table (row, variant, switches, target, mean,
     std, n, seeds, best) like `results_table`'s; the full method's row is marked '(full method)'."""
@@ -226,8 +234,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
     for v in order:
         row = f"{v} (full method)" if labels[v] == "" else v
         for t in sorted(set(runs.target)):
-            values = mst[(mst.variant == v) & (mst.target == t)].drop_duplicates("seed").set_index("seed")["value"].sort_index()
-            out.append({"row": row, "variant": v, "switches": labels[v], "target": t, **summarise(values)})
+            out.append({"row": row, "variant": v, "switches": labels[v], "target": t, **summarise(variant_values(mst, v, t))})
     df = pd.DataFrame(out)
     df["best"] = False
     for t in set(df.target):
@@ -291,10 +298,81 @@ def plot_routing_by_class(routing: pd.DataFrame, dataset: str):
     fig.colorbar(im, ax=[ax for ax, _ in panels], label="share of the class (%)")
     return fig
 
+# %% ../nbs/19_tables.ipynb #e14c6f37
+def paired_cell(values: pd.Series, reference: pd.Series) -> dict:
+    """Differences `values - reference` (both indexed by seed) on the seeds both have: `summarise`'s mean, std, n and
+    seeds, `better` (seeds where the row is higher) and the `differences` themselves."""
+    seeds = values.index.intersection(reference.index)
+    d = (values[seeds] - reference[seeds]).sort_index()
+    return {**summarise(d), "better": int((d > 0).sum()), "differences": [float(v) for v in d]}
+
+_PAIRED_COLUMNS = ["row", "target", "mean", "std", "n", "seeds", "better", "differences"]
+
+def _mark_consistent(df: pd.DataFrame) -> pd.DataFrame:
+    "`best`: better than the reference on every seed (two or more)."
+    return df.assign(best=(df.n > 1) & (df.better == df.n))
+
+def paired_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each distilled student row of `results_table` against the plain student (w/o KD) of the same target on the same
+    seeds: a long table (row, method, teacher, target, mean, std, n, seeds, better, differences, best) in points."""
+    targets, out = sorted(set(runs.target)), []
+    for label, method, teacher in table_rows():
+        if method in ("teacher", "cm-teacher", "student"): continue
+        cells = [{"row": label, "method": method, "teacher": teacher, "target": t,
+                  **paired_cell(cell_values(runs, method, teacher, t), cell_values(runs, "student", "", t))} for t in targets]
+        if any(c["n"] for c in cells): out += cells
+    return _mark_consistent(pd.DataFrame(out, columns=["method", "teacher"] + _PAIRED_COLUMNS))
+
+def paired_ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each MST-Distill variant of `ablation_table` but the full method against the full method on the same target and
+    seeds (same columns as `paired_table`, with `variant` and `switches` instead of `method` and `teacher`)."""
+    ab = ablation_table(runs)
+    full = ab[ab.switches == ""].variant.unique()
+    if len(full) != 1: return _mark_consistent(pd.DataFrame(columns=["variant", "switches"] + _PAIRED_COLUMNS))
+    out = [{"row": r.row, "variant": r.variant, "switches": r.switches, "target": r.target,
+            **paired_cell(variant_values(runs, r.variant, r.target), variant_values(runs, full[0], r.target))}
+           for r in ab[ab.switches != ""].itertuples()]
+    return _mark_consistent(pd.DataFrame(out, columns=["variant", "switches"] + _PAIRED_COLUMNS))
+
+def format_paired(mean: float, std: float, n: int, better: int, digits: int = 1) -> str:
+    "'+2.3 ± 0.8 (3/3)': mean ± std of the per-seed differences (seeds better / seeds)."
+    if n == 0: return "–"
+    return f"{mean:+.{digits}f}" + (f" ± {std:.{digits}f}" if n > 1 else "") + f" ({better}/{n})"
+
+def paired_markdown(df: pd.DataFrame, dataset: str) -> str:
+    "A paired table as markdown, rows better on every seed in bold."
+    return to_markdown(df, dataset, fmt=lambda c: format_paired(c["mean"], c["std"], c["n"], c["better"]))
+
+# %% ../nbs/19_tables.ipynb #b598ea98
+def plot_paired(df: pd.DataFrame, dataset: str, reference: str = "w/o KD"):
+    "One panel per target: each row's per-seed differences to `reference` (dots), their mean (bar) and zero (line)."
+    rows = list(dict.fromkeys(df.row))
+    fig, panels = _target_panels(df, 4.6, 0.3 * len(rows) + 1.4)
+    for ax, t in panels:
+        g = df[df.target == t].set_index("row").reindex(rows)
+        y = np.arange(len(rows))
+        ax.barh(y, g["mean"], color=["tab:green" if b else "tab:gray" for b in g.best.fillna(False)], alpha=0.5)
+        for yi, diffs in zip(y, g.differences):
+            if isinstance(diffs, list): ax.plot(diffs, [yi] * len(diffs), "k.", ms=5)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_yticks(y, rows); ax.invert_yaxis()
+        ax.set_xlabel(f"difference to {reference} (points)")
+        ax.set_title(f"{dataset}, student {_header(df, dataset, t)}", fontsize=9)
+    fig.suptitle(f"per-seed differences to {reference} (dots; bar: mean, green: better on every seed)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
 # %% ../nbs/19_tables.ipynb #eeffdf18
 def _save_figure(fig, path: Path) -> None:
     tmp = path.with_name(path.name + ".partial.png")
     fig.savefig(tmp, dpi=120); plt.close(fig); tmp.replace(path)
+
+def _write_paired(out: Path, name: str, df: pd.DataFrame, dataset: str, title: str, markdown: dict) -> None:
+    "A paired table as CSV (the per-seed differences space-separated) and markdown, with `title` above it."
+    as_text = lambda d: " ".join(f"{v:+g}" for v in d)
+    atomic_write_text(out/f"{name}.csv", df.drop(columns=["best"]).assign(differences=df.differences.map(as_text)).to_csv(index=False))
+    markdown[name] = paired_markdown(df, dataset)
+    atomic_write_text(out/f"{name}.md", f"{title}\n\n{markdown[name]}\n")
 
 def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
     "Every table of `runs_dir` into `out` (default RUNS_DIR/tables); returns {'markdown': {name: md}, 'note', 'out'}."
@@ -311,6 +389,10 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
             markdown[name] = to_markdown(df, dataset)
             atomic_write_text(out/f"{name}.md", f"{dataset}, profile {profile}: test {metric} (%), mean ± std (n seeds)\n\n{markdown[name]}\n")
             atomic_write_text(out/f"{name}.tex", to_latex(df, dataset, metric))
+        paired = paired_table(g)
+        if len(paired):
+            _write_paired(out, f"{name}-paired", paired, dataset, f"{dataset}, profile {profile}: test {metric}, difference to "
+                          "w/o KD on the same seed (points), mean ± std (seeds better / seeds)", markdown)
         ab = ablation_table(g)
         if len(ab):
             atomic_write_text(out/f"{name}-ablation.csv", ab.drop(columns=["best"]).assign(metric=metric).to_csv(index=False))
@@ -318,6 +400,10 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
             atomic_write_text(out/f"{name}-ablation.md", f"{dataset}, profile {profile}: MST-Distill variants, test {metric} (%), "
                               f"mean ± std (n seeds)\n\n{markdown[f'{name}-ablation']}\n")
             atomic_write_text(out/f"{name}-ablation.tex", to_latex(ab, dataset, metric))
+        paired_ab = paired_ablation_table(g)
+        if len(paired_ab):
+            _write_paired(out, f"{name}-ablation-paired", paired_ab, dataset, f"{dataset}, profile {profile}: MST-Distill variants, "
+                          f"test {metric}, difference to the full method on the same seed (points), mean ± std (seeds better / seeds)", markdown)
         # routing of the full method: the main table's MST-Distill runs, else the analysis batch's full variant
         full = g[(g.method == "mst") & (g.variant == "")]
         if full.empty: full = g[(g.method == "mst") & (g.variant != "") & (g.switches == "")]
@@ -325,6 +411,9 @@ def write_tables(runs_dir, out=None, plots: bool = True) -> dict:
             with matplotlib.rc_context({"figure.max_open_warning": 0}):
                 if len(df): _save_figure(plot_table(df, dataset, metric).figure, out/f"{name}.png")
                 if len(ab): _save_figure(plot_table(ab, dataset, metric).figure, out/f"{name}-ablation.png")
+                if len(df) and len(paired): _save_figure(plot_paired(paired, dataset), out/f"{name}-paired.png")
+                if len(ab) and len(paired_ab):
+                    _save_figure(plot_paired(paired_ab, dataset, "the full method"), out/f"{name}-ablation-paired.png")
                 routing = routing_records(full)
                 for suffix, fig in (("routing", plot_routing_shares(full, dataset)),
                                     ("routing-epochs", plot_routing_over_epochs(routing, dataset)),

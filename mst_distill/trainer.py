@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_trainer.ipynb #5197d7bd
 from __future__ import annotations
-import csv, io, json, logging, math, time, traceback, contextlib
+import csv, io, json, logging, math, tempfile, time, traceback, contextlib
 from dataclasses import dataclass, field, asdict, fields, replace
 from pathlib import Path
 from typing import Callable, Any
@@ -18,6 +18,8 @@ from .core import (MstDistillError, ConfigError, DataError, PRECISIONS, seed_eve
                               read_json, RunDir, get_logger, config_hash)
 from .data import Batch, PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
 from .models import use_channels_last
+from .distributed import (init_distributed, local_device, is_main, world_size, agreed, barrier, main_first,
+                                     all_reduce_sum, all_true, shard_batch, eval_shard, distributed_step)
 from .registry import build_parts, dataset_entry, method_entry, register_method, unsupported
 
 # %% auto #0
@@ -409,11 +411,12 @@ def start_stage_optimiser(method: Method, st: Stage) -> torch.optim.Optimizer | 
     _set_modes(method.parts, st.train_parts)
     return torch.optim.Adam(st.params, lr=st.lr) if st.params else None
 
-def optimisation_step(st: Stage, opt, b, autocast=contextlib.nullcontext, where: str = "") -> dict:
-    "One training step of stage `st` on batch `b`; a NaN or Inf loss stops the run with a clear message."
-    with autocast(): losses = st.train_step(b)
+def optimisation_step(st: Stage, opt, b, autocast=contextlib.nullcontext, where: str = "", step=None) -> dict:
+    """One training step of stage `st` on batch `b` (through `step`, e.g. the stage's step under DDP, if given); a NaN or
+    Inf loss on any process stops the run, on every process, with a clear message."""
+    with autocast(): losses = (st.train_step if step is None else step)(b)
     loss = losses["loss"]
-    if not torch.isfinite(loss):
+    if not all_true(bool(torch.isfinite(loss))):
         terms = ", ".join(f"{k}: {float(v.detach()):.4g}" for k, v in losses.items())
         raise NonFiniteLoss(f"non-finite loss ({float(loss.detach())}) in {where or st.name}: terms {{{terms}}}")
     if opt is not None and loss.requires_grad:
@@ -449,20 +452,23 @@ class Trainer:
     def run(self) -> dict:
         "Train and evaluate; returns the metrics dict (also written to metrics.json). Failures are recorded."
         cfg, rd = self.cfg, self.rd
-        rd.create()
-        with rd.exclusive():                  # one writer per run directory
-            done = self._refuse_or_reuse()    # a refusal changes nothing in the directory
+        init_distributed(cfg.device)          # under torchrun: join the process group (07a_distributed)
+        if is_main(): rd.create()             # rank 0 writes the run; the other processes write nothing
+        with rd.exclusive() if is_main() else contextlib.nullcontext():  # one writer per run directory
+            done = agreed(self._refuse_or_reuse)  # a refusal changes nothing in the directory; every process follows rank 0
             if done is not None: return done
-            self.log = get_logger("mst_distill", file=rd.log)
-            if rd.metrics.exists() and not cfg.resume: rd.metrics.unlink()  # the record of a failed attempt
+            self.log = (get_logger("mst_distill", file=rd.log) if is_main() else
+                        get_logger("mst_distill", level=logging.WARNING))
+            if is_main() and rd.metrics.exists() and not cfg.resume: rd.metrics.unlink()  # the record of a failed attempt
             try:
                 metrics = self._run()
             except BaseException as e:
-                self._record_failure(e)
+                if is_main(): self._record_failure(e)
                 raise
             finally:
                 for cb in self.callbacks: cb.close()  # success or failure: event files closed
                 get_logger("mst_distill")  # close the run.log handler
+            barrier()  # the record is written before any process goes on (e.g. to read this run as a teacher)
         return metrics
 
     def _refuse_or_reuse(self) -> dict | None:
@@ -495,15 +501,17 @@ def _run(self: Trainer) -> dict:
     cfg, rd, log = self.cfg, self.rd, self.log
     t_start = time.time()
     ckpt_path = rd.checkpoints/"last.pt"
-    atomic_write_json(rd.config, asdict(cfg))
+    main = is_main()
+    if main: atomic_write_json(rd.config, asdict(cfg))
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device); amp = pick_precision(cfg.precision, device)
+    device = local_device(pick_device(cfg.device)); amp = pick_precision(cfg.precision, device)
     if device.type == "cpu": tune_cpu_allocator()
-    data, table = self._data or load_data(cfg)
+    with main_first(): data, table = self._data or load_data(cfg)  # rank 0 generates or caches what the others read
     splits = split_indices(table, cfg.seed)
     data = data.to(device)
     data = prepare_inputs(cfg, data, splits, log)
-    log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }")
+    log.info(f"{cfg.method} on {data} target={cfg.target} device={device} split={ {k: len(v) for k, v in splits.items()} }"
+             + (f" processes={world_size()} (global batch {cfg.batch_size})" if world_size() > 1 else ""))
     for label, prerequisite in method_entry(cfg.method).cls.prerequisites(cfg, data):
         train_once(prerequisite, label)  # trained on first use, then reused; the method's constructor only loads
     seed_everything(cfg.seed)  # model initialisation depends neither on how the data were obtained nor on the above
@@ -526,19 +534,20 @@ def _run(self: Trainer) -> dict:
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     # every epoch of every stage iterates the same training split: the optimiser steps done so far follow from the history
     self.method, self.history, self.step = method, history, len(history) * self._steps_per_epoch(splits["train"])
-    self.callbacks = default_callbacks(cfg, log) + self.extra_callbacks
+    self.callbacks = default_callbacks(cfg, log) + self.extra_callbacks if main else []  # rank 0 logs
     self.callback("before_fit")
 
     for si in range(start_stage, len(stages)):
         st = stages[si]
         opt = start_stage_optimiser(method, st)
+        step = distributed_step(method.parts, st.train_step) if opt is not None else None  # DDP, or the step itself
         if si == start_stage and opt_state is not None and opt is not None: opt.load_state_dict(opt_state)
         if si != start_stage: start_epoch, best = 0, None
         self.stage = st
         for epoch in range(start_epoch, st.epochs):
             self.epoch, t0 = epoch, time.time()
             row = {"stage": st.name, "epoch": epoch}
-            row.update(self._train_epoch(st, method, data, splits["train"], opt, gen, autocast, epoch))
+            row.update(self._train_epoch(st, method, data, splits["train"], opt, gen, autocast, epoch, step))
             if st.val_step is not None:
                 row.update({f"val_{k}": v for k, v in self._validate(st, method, data, splits["val"], autocast).items()})
             if st.select is not None:
@@ -548,6 +557,7 @@ def _run(self: Trainer) -> dict:
             if st.on_epoch_end is not None: row.update(st.on_epoch_end(epoch) or {})
             row["seconds"] = round(time.time() - t0, 2)
             history.append(row)
+            if not main: continue  # the other processes keep going; only rank 0 writes
             # the checkpoint first: a history row on disk always has its checkpoint
             atomic_torch_save({"stage": si, "next_epoch": epoch + 1, "parts": method.parts.state_dict(),
                                "optimizer": opt.state_dict() if opt else None, "method": method.state(),
@@ -569,13 +579,16 @@ def _run(self: Trainer) -> dict:
            "metric": entry.metric}
     for split in ("val", "test"):
         out[split] = self.evaluate(method, data, splits[split], autocast)
-    out.update(method.after_training(data, splits, rd))
+    with contextlib.ExitStack() as scratch:  # what a method writes after training: rank 0 into the run, the others nowhere
+        where = rd if main else RunDir(scratch.enter_context(tempfile.TemporaryDirectory()))
+        out.update(method.after_training(data, splits, where))
+    if not main: return out
     for fname, rows in method.tables().items(): _write_csv(rd.path/fname, rows)
     atomic_torch_save(method.parts.state_dict(), rd.checkpoints/"final.pt")
     if getattr(table, "file", None) is not None:  # the split the run used, so a table can be traced to it
         out["split_file"] = {"path": str(table.file), "sha256": file_sha256(table.file)}
     out["seconds"] = round(time.time() - t_start, 1)
-    out["device"] = str(device); out["torch"] = torch.__version__
+    out["device"] = str(device); out["torch"] = torch.__version__; out["world_size"] = world_size()
     self.callback("after_fit", out)  # before the record: a completed record means every callback finished
     atomic_write_json(rd.metrics, out)
     ckpt_path.unlink(missing_ok=True)  # a completed run needs only final.pt; last.pt exists for resuming
@@ -589,34 +602,47 @@ def _steps_per_epoch(self: Trainer, idx) -> int:
     return min(total, self.cfg.max_batches) if self.cfg.max_batches else total
 
 @patch
-def _train_epoch(self: Trainer, st, method, data, idx, opt, gen, autocast, epoch) -> dict:
+def _train_epoch(self: Trainer, st, method, data, idx, opt, gen, autocast, epoch, step=None) -> dict:
     from tqdm.auto import tqdm
     _set_modes(method.parts, st.train_parts)
     sums, count = {}, 0
     total = self._steps_per_epoch(idx)
     bar = tqdm(iterate_batches(data, idx, self.cfg.batch_size, shuffle=True, generator=gen), total=total, leave=False,
-               desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not self.cfg.progress)
+               desc=f"{st.name} {epoch + 1}/{st.epochs}", disable=not (self.cfg.progress and is_main()))
     for bi, b in enumerate(bar):
         if bi >= total: break
+        b = shard_batch(b)  # under DDP this process's part of the global batch; None: too small to share (all skip)
+        if b is None: self.step += 1; continue
         self.callback("before_step", b)
-        losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}")
-        losses = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
-        n = len(b.y); count += n
+        losses = optimisation_step(st, opt, b, autocast, f"stage '{st.name}', epoch {epoch}, batch {bi}", step)
+        losses, n = _mean_over_processes(losses, len(b.y))
+        count += n
         for k, v in losses.items(): sums[k] = sums.get(k, 0.0) + v * n
         self.step += 1
         self.callback("after_step", losses)
         bar.set_postfix(loss=f"{losses['loss']:.4f}")
     return {f"train_{k}": v / max(count, 1) for k, v in sums.items()}
 
+def _mean_over_processes(losses: dict, n: int) -> tuple[dict, int]:
+    "({term: float}, samples): a step's loss terms as means over every process's samples (this process's alone without DDP)."
+    values = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
+    if world_size() == 1: return values, n
+    total = all_reduce_sum(torch.tensor([n * v for v in values.values()] + [n], dtype=torch.float64))
+    return {k: float(s / total[-1]) for k, s in zip(values, total[:-1])}, int(total[-1])
+
 @patch
 @torch.no_grad()
 def _validate(self: Trainer, st, method, data, idx, autocast) -> dict:
     _set_modes(method.parts, [])
+    idx, add_up = eval_shard(idx)  # under DDP each process validates its share, then the sums are added up
     sums, count = {}, 0
     for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
         with autocast(): vals = st.val_step(b)
         n = len(b.y); count += n
         for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + float(v) * n
+    if add_up:
+        total = all_reduce_sum(torch.tensor(list(sums.values()) + [count], dtype=torch.float64)).tolist()
+        sums, count = dict(zip(sums, total[:-1])), total[-1]
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 @patch
@@ -624,6 +650,7 @@ def _validate(self: Trainer, st, method, data, idx, autocast) -> dict:
 def evaluate(self: Trainer, method, data, idx, autocast=contextlib.nullcontext) -> dict:
     "Metrics of `method.predict` on the samples `idx`, with the mean cross-entropy as `loss`."
     _set_modes(method.parts, [])
+    idx, add_up = eval_shard(idx)  # under DDP each process evaluates its share; confusion counts and losses added up
     cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long, device=data.y.device)
     loss, count = 0.0, 0
     for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
@@ -631,6 +658,9 @@ def evaluate(self: Trainer, method, data, idx, autocast=contextlib.nullcontext) 
         z = z.float()
         loss += float(method.ce(z, b.y)) * len(b.y); count += len(b.y)
         cm += confusion_matrix(z.argmax(1), b.y, data.num_classes, data.ignore_index)
+    if add_up:
+        cm = all_reduce_sum(cm)
+        loss, count = all_reduce_sum(torch.tensor([loss, count], dtype=torch.float64)).tolist()
     out = metrics_from_confusion(cm, data.ignore_index, data.class_names)
     out["loss"] = loss / max(count, 1)
     return out
@@ -722,24 +752,27 @@ def check_memory(cfg: RunConfig, method: "Method", data: PairedData, device: tor
 # %% ../nbs/07_trainer.ipynb #d272c53b
 @contextlib.contextmanager
 def _keep_log_file(log: logging.Logger):
-    "Give the logger its file handler back after a nested run (which closes it)."
+    "Give the logger its file handler and level back after a nested run (which closes it and resets the level)."
     files = [h.baseFilename for h in log.handlers if isinstance(h, logging.FileHandler)]
+    level = log.level
     try: yield
     finally:
-        if files: get_logger(log.name, file=files[0])
+        get_logger(log.name, file=files[0] if files else None, level=level)
 
 def train_once(tcfg: RunConfig, label: str) -> RunDir:
     "The completed run of `tcfg` (the `label` of its logs) in its cache folder `tcfg.out`: trained on first use, then reused."
     from filelock import FileLock
     rd = RunDir(tcfg.out)
     log = logging.getLogger("mst_distill")
-    rd.path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(rd.path.parent/f".{rd.path.name}.lock"):  # waits while another run trains the same one
-        if rd.status() == "completed":
+    if is_main(): rd.path.parent.mkdir(parents=True, exist_ok=True)
+    # waits while another run trains the same one; under DDP rank 0 holds the lock and decides for every process
+    with FileLock(rd.path.parent/f".{rd.path.name}.lock") if is_main() else contextlib.nullcontext():
+        done, resume = agreed(lambda: (rd.status() == "completed", rd.config.exists()))
+        if done:
             log.info(f"{label}: reusing {rd.path}")
         else:
             log.info(f"{label}: training a '{tcfg.method}' run on {tcfg.target} into {rd.path}")
-            with _keep_log_file(log): run(replace(tcfg, resume=rd.config.exists()))
+            with _keep_log_file(log): run(replace(tcfg, resume=resume))
     return rd
 
 def completed_run(tcfg: RunConfig, label: str) -> RunDir:

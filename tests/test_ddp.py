@@ -67,7 +67,6 @@ def compare(lite_root, tmp_path, method, target, tolerance_of, test_samples, *ex
     return a, b
 
 
-@pytest.mark.xdist_group("ddp")
 def test_kd_on_two_processes_equals_one(lite_root, tmp_path):
     "KD and the multimodal teacher it trains first (a prerequisite trained under DDP too): the same values."
     _, b = compare(lite_root, tmp_path, "kd", "m1", lambda stage: EXACT, 0, "--teacher", "mm")
@@ -75,7 +74,6 @@ def test_kd_on_two_processes_equals_one(lite_root, tmp_path):
     assert record(teacher)["world_size"] == 2
 
 
-@pytest.mark.xdist_group("ddp")
 def test_mst_on_two_processes_matches_one(lite_root, tmp_path):
     "MST-Distill's three stages: co-training exactly, the stages with batch statistics within training noise."
     a, b = compare(lite_root, tmp_path, "mst", "m2", lambda stage: EXACT if stage == "s1_cotrain" else NOISY, 2)
@@ -124,7 +122,7 @@ def uninterrupted_student(lite_root, tmp_path_factory):
     return out
 
 
-@pytest.mark.xdist_group("ddp")
+@pytest.mark.xdist_group("ddp-resume")  # both share the uninterrupted run
 @pytest.mark.parametrize("first,then", [("two", "one"), ("one", "two")])
 def test_checkpoint_resumes_across_process_counts(lite_root, tmp_path, uninterrupted_student, first, then):
     "Killed after its first epoch on one set-up, resumed on the other: the uninterrupted run's values."
@@ -141,7 +139,6 @@ def test_checkpoint_resumes_across_process_counts(lite_root, tmp_path, uninterru
     assert math.isclose(a["test"]["loss"], b["test"]["loss"], rel_tol=EXACT)
 
 
-@pytest.mark.xdist_group("ddp")
 def test_a_bad_setting_fails_on_every_process(lite_root, tmp_path):
     "A refused run under torchrun: a non-zero exit, the one clear line of each process that reports before torchrun stops it, nothing written."
     out = tmp_path / "run"
@@ -169,7 +166,6 @@ def _crd_step(r, world, init_file, out):
     if world > 1: dist.destroy_process_group()
 
 
-@pytest.mark.xdist_group("ddp")
 def test_crd_memory_banks_agree_across_processes(tmp_path):
     "Two processes that each see half a batch end with the same banks, and the banks equal one process's on the whole batch."
     import torch.multiprocessing as mp

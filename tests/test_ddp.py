@@ -6,8 +6,8 @@ about 1e-7 relative per value (measured on the 2-core machine). So for KD, the p
 co-training stage (cross-entropy and KL only, no batch statistics in LeNet5, ThreeLayerCNN-A or CNN-I) every logged
 value must agree within 1e-4 relative. MST-Distill's mask stage (BatchNorm in the 2-d MaskNets) and its routed stage
 (load balancing is a statistic of the batch) see one shard per process, as DDP does everywhere: their values may
-differ by training noise, measured at 3e-4 relative in this smoke run; they must agree within 2e-2 relative, and the
-test accuracy within 2 of the 40 test samples.
+differ by training noise, measured up to 2e-3 relative in this smoke run (stage 3's distillation term); they must
+agree within 2e-2 relative, and the test accuracy within 2 of the 40 test samples.
 """
 import csv, json, math, os, signal, subprocess, sys, time
 from pathlib import Path
@@ -76,7 +76,7 @@ def test_kd_on_two_processes_equals_one(lite_root, tmp_path):
 
 def test_mst_on_two_processes_matches_one(lite_root, tmp_path):
     "MST-Distill's three stages: co-training exactly, the stages with batch statistics within training noise."
-    a, b = compare(lite_root, tmp_path, "mst", "m2", lambda stage: EXACT if stage == "s1_cotrain" else NOISY, 2)
+    a, b = compare(lite_root, tmp_path, "mst", "m1", lambda stage: EXACT if stage == "s1_cotrain" else NOISY, 2)
     # the routing of the training samples was added up over both processes: every sample of an epoch counted once
     def routed(d):
         with open(d / "routing.csv") as f: return sum(int(r["count"]) for r in csv.DictReader(f) if r["split"] == "train")
@@ -115,9 +115,9 @@ def kill_after_first_row(cmd, run_dir: Path, timeout=600):
 
 @pytest.fixture(scope="module")
 def uninterrupted_student(lite_root, tmp_path_factory):
-    "The plain audio student, 3 smoke epochs, in one process without interruption."
+    "The plain audio student, 2 smoke epochs, in one process without interruption."
     out = tmp_path_factory.mktemp("ddp-ref") / "run"
-    r = cli(*run_args(lite_root, out, "student", "m2", "--epochs", "3"), env={"OMP_NUM_THREADS": "1"})
+    r = cli(*run_args(lite_root, out, "student", "m2", "--epochs", "2"), env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
@@ -127,10 +127,10 @@ def uninterrupted_student(lite_root, tmp_path_factory):
 def test_checkpoint_resumes_across_process_counts(lite_root, tmp_path, uninterrupted_student, first, then):
     "Killed after its first epoch on one set-up, resumed on the other: the uninterrupted run's values."
     out = tmp_path / "run"
-    args = run_args(lite_root, out, "student", "m2", "--epochs", "3")
+    args = run_args(lite_root, out, "student", "m2", "--epochs", "2")
     kill_after_first_row(torchrun_cmd(*args) if first == "two" else [*CLI, *map(str, args)], out)
     ck = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
-    assert 1 <= ck["next_epoch"] < 3 and not (out / "metrics.json").exists()  # killed mid-run, after a checkpoint
+    assert ck["next_epoch"] == 1 and not (out / "metrics.json").exists()  # killed mid-run, after a checkpoint
     r = torchrun(*args, "--resume") if then == "two" else cli(*args, "--resume", env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert_close_histories(history(uninterrupted_student), history(out), lambda stage: EXACT)

@@ -32,7 +32,9 @@ def _peak_bytes(device) -> int:
 
 def bench_mst(cfg: RunConfig, steps: int = 5, warmup: int = 2) -> list[dict]:
     "Median ms per step and peak memory for each MST-Distill stage under `cfg` (naive or not)."
-    cfg = resolve_config(replace(cfg, method="mst"))
+    # one batch, repeated: the stage-3 expert cache would serve it from memory after the first step, so it is off
+    # here (what it saves over whole epochs: tools/expert_cache.py)
+    cfg = resolve_config(replace(cfg, method="mst", expert_cache=False))
     device = pick_device(cfg.device); amp = pick_precision(cfg.precision, device)
     if device.type == "cpu": tune_cpu_allocator()
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else __import__("contextlib").nullcontext

@@ -20,7 +20,7 @@ from .distributed import all_reduce_sum
 from .trainer import Method, Stage, POOL_NETWORKS, RunConfig, resolve_config, cache_key, completed_run
 
 # %% auto #0
-__all__ = ['SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
+__all__ = ['EXPERT_CACHE_MAX_BYTES', 'SHARED_STAGE_DEFAULTS', 'MSTDistill', 'shared_stages_config']
 
 # %% ../nbs/08_mst.ipynb #9413ed55
 @register_method("mst", label="MST-Distill", tasks=("classification", "segmentation"), row=90)
@@ -54,6 +54,8 @@ class MSTDistill(Method):
         self.w_kl, self.w_lb = cfg.w_kl, cfg.w_lb
         self.routing_rows: list[dict] = []
         self._counts = torch.zeros(len(self.experts), self.num_classes, dtype=torch.long)
+        self._n_samples = len(data.y)  # rows of the stage-3 expert cache (indexed by sample)
+        self._cache, self._cached = None, None
 
     @staticmethod
     def _teachers_trained_alone(cfg) -> dict:
@@ -166,6 +168,56 @@ def routed_expert_logits(self: MSTDistill, b, idx: torch.Tensor) -> torch.Tensor
                 out[rows[hit], r] = z[hit]
     return out
 
+# %% ../nbs/08_mst.ipynb #452ad83d
+EXPERT_CACHE_MAX_BYTES = 2**30  # above this the stage-3 experts are recomputed every step
+
+@patch
+@torch.no_grad()
+def every_expert_logits(self: MSTDistill, b) -> torch.Tensor:
+    "(B, W, C...) logits of every expert on every sample of `b`, each network's prefix computed once."
+    out = [None] * len(self.experts)
+    for net in self.pool_nets:
+        x, ids = self.net_input(net, b), [e for e, (n, _) in enumerate(self.experts) if n == net]
+        if not self.cfg.stage2: out[ids[0]] = self.parts[net](x); continue  # one unmasked expert per network
+        feats = self._prefix(net, x)
+        for e in ids: out[e] = self._run_expert(e, feats, stacked=self.cfg.stacked_masks)
+    return torch.stack(out, 1)
+
+@patch
+def _cache_fits(self: MSTDistill, z: torch.Tensor) -> bool:
+    "Whether the cache for logits shaped like `z` (B, W, C...) stays under EXPERT_CACHE_MAX_BYTES (logged once if not)."
+    need = self._n_samples * z[0].numel() * z.element_size()
+    if need <= EXPERT_CACHE_MAX_BYTES: return True
+    if self._cached is None:
+        from mst_distill.core import get_logger
+        get_logger("mst_distill").info(f"stage 3: the expert cache would take {need / 2**30:.1f} GiB, "
+                                       f"over {EXPERT_CACHE_MAX_BYTES / 2**30:.0f} GiB; the experts run every step")
+        self._cached = False
+    return False
+
+@patch
+@torch.no_grad()
+def cached_expert_logits(self: MSTDistill, b) -> torch.Tensor | None:
+    "(B, W, C...) every expert's logits on `b`'s samples from the stage-3 cache, filled as samples are first drawn; None if it does not fit."
+    if self._cached is False: return None
+    miss = torch.ones_like(b.idx, dtype=torch.bool) if self._cached is None else ~self._cached[b.idx]
+    if bool(miss.any()):
+        rows = miss.nonzero().squeeze(1)
+        z = self.every_expert_logits(Batch(*(t[rows] for t in b)))
+        if self._cached is None:
+            if not self._cache_fits(z): return None
+            self._cache = z.new_empty((self._n_samples, *z.shape[1:]))
+            self._cached = torch.zeros(self._n_samples, dtype=torch.bool, device=b.idx.device)
+        self._cache[b.idx[rows]] = z; self._cached[b.idx[rows]] = True
+    return self._cache[b.idx]
+
+@patch
+def stage3_expert_logits(self: MSTDistill, b, idx: torch.Tensor) -> torch.Tensor:
+    "(B, k, C...) logits of the experts `idx` chose: from the stage-3 cache when it is on and fits, else computed now."
+    z = self.cached_expert_logits(b) if self.cfg.expert_cache and not self.cfg.naive and b.idx is not None else None
+    if z is None: return self.routed_expert_logits(b, idx)
+    return z[torch.arange(len(idx), device=idx.device)[:, None], idx]
+
 # %% ../nbs/08_mst.ipynb #1908b544
 @patch
 def _s1_logits(self: MSTDistill, b):
@@ -233,7 +285,7 @@ def s3_step(self: MSTDistill, b):
     cfg = self.cfg
     zs = self.parts["student"](self.student_input(b))
     probs, idx = self.choose_experts(zs)
-    experts = self.routed_expert_logits(b, idx)                                   # (B,k,C...)
+    experts = self.stage3_expert_logits(b, idx)                                   # (B,k,C...)
     kd = torch.stack([kd_per_sample(zs, experts[:, r], cfg.temperature) for r in range(idx.shape[1])], 1)  # (B,k)
     if cfg.router == "weighted":
         g = probs.gather(1, idx)

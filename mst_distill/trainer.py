@@ -82,6 +82,7 @@ class RunConfig:
     shared_stages: bool = False         # MST analyses: stages 1-2 come from one cached run of the full method per seed and target (_mst_stages/), so variants differ only in what they switch
     stacked_masks: bool = False         # reference option: expert i applies masks 1..i
     naive: bool = False                 # compute every expert on every sample (the reference's cost), for benchmarks
+    expert_cache: bool = True           # MST stage 3: each frozen expert's logits computed once per training sample, reused by later epochs; off: every step (the reference)
     ## baselines (reference defaults; see the baselines notebook)
     alpha: float = 0.5                  # weight of the distillation term, (1-α)·CE + α·L, halved every 30 epochs
     hint_epochs: int | None = None      # FitNets hint phase (default: epochs)
@@ -104,9 +105,10 @@ class RunConfig:
 
 # %% ../nbs/07_trainer.ipynb #c1f98bbd
 INPUT_NORMS = ["reference", "standard"]
-RESUME_MAY_CHANGE = ("resume", "progress", "device", "tensorboard")  # fields a resumed run may set differently
-# where a run writes and how it reports: two runs that differ only in these compute the same thing
-NOT_IN_CACHE_KEY = ("out", "progress", "resume", "tensorboard")
+RESUME_MAY_CHANGE = ("resume", "progress", "device", "tensorboard", "expert_cache")  # fields a resumed run may set differently
+# where a run writes and how it reports, and how MST stage 3 gets its frozen experts' logits: two runs that differ
+# only in these compute the same thing (the expert cache: the same logits to float rounding, tested in 08_mst)
+NOT_IN_CACHE_KEY = ("out", "progress", "resume", "tensorboard", "expert_cache")
 
 def cache_key(cfg: RunConfig, unread: tuple[str, ...] = ()) -> str:
     "The hash naming a cached run (a baseline's teacher, MST's shared stages) of `cfg`; `unread`: fields it never reads."

@@ -172,16 +172,10 @@ def routed_expert_logits(self: MSTDistill, b, idx: torch.Tensor) -> torch.Tensor
 EXPERT_CACHE_MAX_BYTES = 2**30  # above this the stage-3 experts are recomputed every step
 
 @patch
-@torch.no_grad()
 def every_expert_logits(self: MSTDistill, b) -> torch.Tensor:
-    "(B, W, C...) logits of every expert on every sample of `b`, each network's prefix computed once."
-    out = [None] * len(self.experts)
-    for net in self.pool_nets:
-        x, ids = self.net_input(net, b), [e for e, (n, _) in enumerate(self.experts) if n == net]
-        if not self.cfg.stage2: out[ids[0]] = self.parts[net](x); continue  # one unmasked expert per network
-        feats = self._prefix(net, x)
-        for e in ids: out[e] = self._run_expert(e, feats, stacked=self.cfg.stacked_masks)
-    return torch.stack(out, 1)
+    "(B, W, C...) logits of every expert on every sample of `b`: the routed computation with every expert chosen."
+    W = len(self.experts)
+    return self.routed_expert_logits(b, torch.arange(W, device=b.y.device).expand(len(b.y), W))
 
 @patch
 def _cache_fits(self: MSTDistill, z: torch.Tensor) -> bool:

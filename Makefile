@@ -77,8 +77,8 @@ sync-check: $(STAMP)
 
 # pytest: two processes (pytest-xdist); tests sharing a costly fixture are one xdist_group, so it is built once
 test: setup sysdeps-slurm sync-check
-	$(BIN)/nbdev_test --n_workers 2
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations 15 tests
 
 # the slow checks too: the acceptance run of MST-Distill with the quick profile, and slow notebook cells
 test-slow: setup sysdeps-slurm sync-check

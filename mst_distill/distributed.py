@@ -12,8 +12,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 # %% auto #0
 __all__ = ['init_distributed', 'close_distributed', 'world_size', 'rank', 'is_main', 'process_label', 'local_device',
-           'all_reduce_sum', 'all_true', 'gather_rows', 'agreed', 'barrier', 'main_first', 'shard', 'shard_batch',
-           'eval_shard', 'StageStep', 'distributed_step']
+           'all_reduce_sum', 'add_up', 'all_true', 'gather_rows', 'agreed', 'barrier', 'main_first', 'shard',
+           'shard_batch', 'eval_shard', 'StageStep', 'distributed_step']
 
 # %% ../nbs/07a_distributed.ipynb #12ce9945
 def _terminated(signum, frame):
@@ -70,6 +70,12 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     x = t.detach().to(_comm_device(), copy=True)
     dist.all_reduce(x)
     return x.to(t.device)
+
+def add_up(sums: dict[str, float], count: int) -> tuple[dict[str, float], int]:
+    "Per-name sums and their sample count, each added up over the processes in one all-reduce (as given without a group)."
+    if world_size() == 1: return sums, count
+    total = all_reduce_sum(torch.tensor([*sums.values(), count], dtype=torch.float64)).tolist()
+    return dict(zip(sums, total[:-1])), int(total[-1])
 
 def all_true(flag: bool) -> bool:
     "Whether `flag` holds on every process."

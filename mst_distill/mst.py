@@ -55,7 +55,7 @@ class MSTDistill(Method):
         self.routing_rows: list[dict] = []
         self._counts = torch.zeros(len(self.experts), self.num_classes, dtype=torch.long)
         self._n_samples = len(data.y)  # rows of the stage-3 expert cache (indexed by sample)
-        self._cache, self._cached = None, None
+        self._cache, self._cached, self._cache_fill = None, None, None
 
     @staticmethod
     def _teachers_trained_alone(cfg) -> dict:
@@ -184,25 +184,42 @@ def _cache_fits(self: MSTDistill, z: torch.Tensor) -> bool:
     if need <= EXPERT_CACHE_MAX_BYTES: return True
     if self._cached is None:
         from mst_distill.core import get_logger
-        get_logger("mst_distill").info(f"stage 3: the expert cache would take {need / 2**30:.1f} GiB, "
-                                       f"over {EXPERT_CACHE_MAX_BYTES / 2**30:.0f} GiB; the experts run every step")
+        get_logger("mst_distill").info(f"stage 3: the expert cache would take {need / 2**20:.3g} MiB, over the "
+                                       f"limit of {EXPERT_CACHE_MAX_BYTES / 2**20:.3g} MiB; the experts run every step")
         self._cached = False
     return False
 
 @patch
+def before_training(self: MSTDistill, data, splits):
+    "Remember the training split: the stage-3 cache is filled over it, in sorted order, at the first stage-3 step."
+    self._cache_fill = (data, splits["train"].sort().values)
+
+@patch
+@torch.no_grad()
+def _cache_store(self: MSTDistill, b) -> bool:
+    "Compute every expert's logits on `b` and store them in the cache (made on first use); False if it does not fit."
+    z = self.every_expert_logits(b)
+    if self._cached is None:
+        if not self._cache_fits(z): return False
+        self._cache = z.new_empty((self._n_samples, *z.shape[1:]))
+        self._cached = torch.zeros(self._n_samples, dtype=torch.bool, device=b.idx.device)
+    self._cache[b.idx] = z; self._cached[b.idx] = True
+    return True
+
+@patch
 @torch.no_grad()
 def cached_expert_logits(self: MSTDistill, b) -> torch.Tensor | None:
-    "(B, W, C...) every expert's logits on `b`'s samples from the stage-3 cache, filled as samples are first drawn; None if it does not fit."
+    "(B, W, C...) every expert's logits on `b`'s samples from the stage-3 cache; None if it does not fit."
+    if self._cached is None and self._cache_fill is not None:  # the training split in one fixed order: resumable bit for bit
+        from mst_distill.data import iterate_batches
+        data, idx = self._cache_fill
+        for chunk in iterate_batches(data, idx, self.cfg.eval_batch_size):
+            if not self._cache_store(chunk): break
     if self._cached is False: return None
     miss = torch.ones_like(b.idx, dtype=torch.bool) if self._cached is None else ~self._cached[b.idx]
-    if bool(miss.any()):
+    if bool(miss.any()):  # samples outside the training split, stored as they are first drawn
         rows = miss.nonzero().squeeze(1)
-        z = self.every_expert_logits(Batch(*(t[rows] for t in b)))
-        if self._cached is None:
-            if not self._cache_fits(z): return None
-            self._cache = z.new_empty((self._n_samples, *z.shape[1:]))
-            self._cached = torch.zeros(self._n_samples, dtype=torch.bool, device=b.idx.device)
-        self._cache[b.idx[rows]] = z; self._cached[b.idx[rows]] = True
+        if not self._cache_store(Batch(*(t[rows] for t in b))): return None
     return self._cache[b.idx]
 
 @patch

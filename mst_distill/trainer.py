@@ -19,7 +19,7 @@ from .core import (MstDistillError, ConfigError, DataError, PRECISIONS, seed_eve
 from .data import Batch, PairedData, split_indices, iterate_batches, n_batches, standardize, file_sha256
 from .models import use_channels_last
 from .distributed import (init_distributed, local_device, is_main, world_size, agreed, barrier, main_first,
-                                     all_reduce_sum, all_true, shard_batch, eval_shard, distributed_step)
+                                     all_reduce_sum, add_up, all_true, shard_batch, eval_shard, distributed_step)
 from .registry import build_parts, dataset_entry, method_entry, register_method, unsupported
 
 # %% auto #0
@@ -295,6 +295,7 @@ class Method:
     def state(self) -> dict: return {}            # extra resumable state (weight schedules, statistics)
     def load_state(self, s: dict) -> None: pass
     def tables(self) -> dict[str, list[dict]]: return {}   # extra CSVs for the run directory
+    def before_training(self, data, splits) -> None: pass  # once, before the first stage (and again on resume)
     def after_training(self, data, splits, run_dir) -> dict: return {}  # extra outputs, e.g. routing on test
 
 def supervised_stage(method: Method, part: str, forward: Callable, epochs: int, lr: float) -> Stage:
@@ -524,6 +525,7 @@ def _run(self: Trainer) -> dict:
     method.parts.to(device)
     if cfg.channels_last: use_channels_last(method.parts)
     stages = method.stages()
+    method.before_training(data, splits)
     gen = torch.Generator().manual_seed(cfg.seed)
     history, start_stage, start_epoch, best = [], 0, 0, None
     opt_state = None
@@ -628,23 +630,21 @@ def _train_epoch(self: Trainer, st, method, data, idx, opt, gen, autocast, epoch
 def _mean_over_processes(losses: dict, n: int) -> tuple[dict, int]:
     "({term: float}, samples): a step's loss terms as means over every process's samples (this process's alone without DDP)."
     values = {k: float(v.detach() if torch.is_tensor(v) else v) for k, v in losses.items()}
-    if world_size() == 1: return values, n
-    total = all_reduce_sum(torch.tensor([n * v for v in values.values()] + [n], dtype=torch.float64))
-    return {k: float(s / total[-1]) for k, s in zip(values, total[:-1])}, int(total[-1])
+    if world_size() == 1: return values, n  # as computed: no rounding through n * v / n
+    sums, total = add_up({k: n * v for k, v in values.items()}, n)
+    return {k: s / total for k, s in sums.items()}, total
 
 @patch
 @torch.no_grad()
 def _validate(self: Trainer, st, method, data, idx, autocast) -> dict:
     _set_modes(method.parts, [])
-    idx, add_up = eval_shard(idx)  # under DDP each process validates its share, then the sums are added up
+    idx, shared = eval_shard(idx)  # under DDP each process validates its share, then the sums are added up
     sums, count = {}, 0
     for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
         with autocast(): vals = st.val_step(b)
         n = len(b.y); count += n
         for k, v in vals.items(): sums[k] = sums.get(k, 0.0) + float(v) * n
-    if add_up:
-        total = all_reduce_sum(torch.tensor(list(sums.values()) + [count], dtype=torch.float64)).tolist()
-        sums, count = dict(zip(sums, total[:-1])), total[-1]
+    if shared: sums, count = add_up(sums, count)
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 @patch
@@ -652,7 +652,7 @@ def _validate(self: Trainer, st, method, data, idx, autocast) -> dict:
 def evaluate(self: Trainer, method, data, idx, autocast=contextlib.nullcontext) -> dict:
     "Metrics of `method.predict` on the samples `idx`, with the mean cross-entropy as `loss`."
     _set_modes(method.parts, [])
-    idx, add_up = eval_shard(idx)  # under DDP each process evaluates its share; confusion counts and losses added up
+    idx, shared = eval_shard(idx)  # under DDP each process evaluates its share; confusion counts and losses added up
     cm = torch.zeros(data.num_classes, data.num_classes, dtype=torch.long, device=data.y.device)
     loss, count = 0.0, 0
     for b in iterate_batches(data, idx, self.cfg.eval_batch_size):
@@ -660,9 +660,10 @@ def evaluate(self: Trainer, method, data, idx, autocast=contextlib.nullcontext) 
         z = z.float()
         loss += float(method.ce(z, b.y)) * len(b.y); count += len(b.y)
         cm += confusion_matrix(z.argmax(1), b.y, data.num_classes, data.ignore_index)
-    if add_up:
+    if shared:
         cm = all_reduce_sum(cm)
-        loss, count = all_reduce_sum(torch.tensor([loss, count], dtype=torch.float64)).tolist()
+        sums, count = add_up({"loss": loss}, count)
+        loss = sums["loss"]
     out = metrics_from_confusion(cm, data.ignore_index, data.class_names)
     out["loss"] = loss / max(count, 1)
     return out

@@ -17,8 +17,8 @@ from .registry import dataset_names, method_names, dataset_entry, method_entry, 
 __all__ = ['DEFAULTS', 'REQUIRED', 'AXIS_FIELDS', 'VARIANT_LABEL', 'NOTEBOOK_PARAMETERS', 'EXECUTORS', 'SLURM_STATES', 'axes',
            'Manifest', 'SlurmOptions', 'parse_manifest', 'load_manifest', 'RunSpec', 'config_from_parameters', 'expand',
            'schedule', 'check_runs', 'SocketFileKernelManager', 'experiments_dir', 'run_state', 'execute_run',
-           'worker_environments', 'summary_markdown', 'prepare_offline_data', 'failed', 'run_batch', 'SlurmRun',
-           'slurm_queue', 'slurm_jobs', 'submit_to_slurm', 'slurm_job', 'wait_for_slurm', 'batch_status']
+           'worker_environments', 'status_counts', 'summary_markdown', 'prepare_offline_data', 'failed', 'run_batch',
+           'SlurmRun', 'slurm_queue', 'slurm_jobs', 'submit_to_slurm', 'slurm_job', 'wait_for_slurm', 'batch_status']
 
 # %% ../nbs/18_batch.ipynb #b192de57
 def axes() -> dict[str, list[str]]:
@@ -324,10 +324,13 @@ def _init_worker(slots) -> None:
     "Take this worker's environment (GPU, threads) from the queue of slots; its papermill kernels inherit it."
     os.environ.update(slots.get())
 
+def status_counts(records: list[dict]) -> str:
+    "How many runs have each status, e.g. 'completed: 4, failed: 1' (the summary's and `batch --status`'s line)."
+    return ", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["status"] for r in records).items()))
+
 def summary_markdown(records: list[dict], left_out: list[str], seconds: float | None = None) -> str:
     "The batch summary: counts, failures with their errors, then one line per run."
-    counts = Counter(r["status"] for r in records)
-    lines = ["# Batch summary", "", ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) +
+    lines = ["# Batch summary", "", status_counts(records) +
              (f" — {seconds / 60:.1f} min" if seconds is not None else "")]
     bad = [r for r in records if failed(r["status"])]
     if bad: lines += ["", "## Failed", ""] + [f"- `{r['run']}` ({r['status']}): {r['error']}" for r in bad]

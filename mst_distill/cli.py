@@ -5,7 +5,6 @@
 # %% ../nbs/09_cli.ipynb #99c3cf69
 from __future__ import annotations
 import argparse, sys, time, json, re, inspect
-from collections import Counter
 from dataclasses import fields, asdict
 from pathlib import Path
 from .core import ConfigError, MstDistillError, atomic_write_text
@@ -181,10 +180,10 @@ def _slurm_flags(a) -> dict:
     return opts
 
 def _cmd_status(runs_dir) -> int:
-    from mst_distill.batch import batch_status
+    from mst_distill.batch import batch_status, status_counts
     rows = batch_status(runs_dir)
     for r in rows: print(f"{r['status']:12s} {r['run']}" + (f"  (slurm job {r['job']})" if r["job"] else ""))
-    print(", ".join(f"{k}: {v}" for k, v in sorted(Counter(r["status"] for r in rows).items())))
+    print(status_counts(rows))
     return 0
 
 def _cmd_batch(a) -> int:

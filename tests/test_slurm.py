@@ -2,12 +2,13 @@
 Debian's packages) started on localhost by the fixture, with a configuration written here, and stopped by PID.
 A task cancelled with scancel while it runs is recorded as cancelled; the same command run again runs only that
 run, and the table and the run records equal those of an uninterrupted local batch."""
-import getpass, json, os, shutil, signal, socket, subprocess, time
+import getpass, json, os, re, shutil, signal, socket, subprocess, time
 from pathlib import Path
 import pytest
 from conftest import CLI, cli, statuses, completed_runs
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo")
+# the programs `make sysdeps-slurm` installs: one list, the Makefile's
+DAEMONS = re.search(r"^SLURM_BINS := (.+)$", (Path(__file__).parents[1] / "Makefile").read_text(), re.M).group(1).split()
 
 
 def free_ports(n: int) -> list[int]:

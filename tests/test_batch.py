@@ -95,3 +95,20 @@ def test_ablation_manifest_resumes_and_its_table_is_the_records(lite_root, tmp_p
         assert row.n == 2 and abs(row.mean - sum(acc) / 2) < 1e-9 and abs(row.std - abs(acc[0] - acc[1]) / 2 ** 0.5) < 1e-9
     assert not (out / "tables" / "avmnist-lite-smoke.csv").exists()  # no main-table run in an analysis batch
     assert (out / "tables" / "avmnist-lite-smoke-routing-epochs.png").exists()
+
+
+def test_the_analysis_batch_reuses_what_make_tables_trains():
+    "`make tables` (lite-core) trains the six shared MST-Distill stages 1-2 and the teachers the analysis batch reads."
+    from mst_distill.batch import load_manifest, expand
+    from mst_distill.mst import shared_stages_config
+    from mst_distill.baselines import teacher_run_config
+    root = Path(__file__).parents[1] / "manifests"
+    runs = {name: expand(load_manifest(root / f"{name}.yaml"))[0] for name in ("lite-core", "lite", "ablation-lite")}
+    mst = lambda rs: [r.config("runs/lite") for r in rs if r.method == "mst" and r.variant in ("", "full")]
+    assert all(c.shared_stages for name in runs for c in mst(runs[name]))  # they train (or read) the shared run
+    stages = lambda rs: {shared_stages_config(c).out for c in mst(rs)}
+    assert len(stages(runs["lite-core"])) == 6 and stages(runs["lite-core"]) == stages(runs["lite"]) == stages(runs["ablation-lite"])
+    no_stage1 = [r.config("runs/lite") for r in runs["ablation-lite"] if r.variant == "no-stage1"]
+    kd = [r.config("runs/lite") for r in runs["lite-core"] if r.method == "kd"]
+    teachers = lambda cfgs: {teacher_run_config(c, kind).out for c in cfgs for kind in ("mm", "cm")}
+    assert len(no_stage1) == 6 and teachers(no_stage1) <= teachers(kd)
